@@ -1,0 +1,248 @@
+"""Conversion between what users pass in (paths, PIL, numpy, torch) and the network's tensors.
+
+Every input becomes a float32 RGB tensor in [0, 1] plus a ``restore`` function that turns the
+derained RGB back into the caller's kind, size, mode and dtype. Channels the network does not
+touch (alpha) are carried through unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+__all__ = ["Decoded", "decode", "open_image"]
+
+Restore = Callable[[np.ndarray], Any]
+
+@dataclass
+class Decoded:
+    """An input image ready for the network.
+
+    Attributes:
+        rgb: H×W×3 float32 in [0, 1], C-contiguous.
+        restore: maps a derained H×W×3 float array in [0, 1] back to the caller's kind.
+        restore_gray: maps an H×W float array in [0, 1] (rain strength, mask) to the caller's
+            kind, for the auxiliary outputs.
+    """
+
+    rgb: np.ndarray
+    restore: Restore
+    restore_gray: Restore
+
+
+def open_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Open an image file fully, with its EXIF orientation applied.
+
+    Raises:
+        ImageError: one line naming the file and what is wrong with it.
+    """
+    name = os.fspath(path)
+    p = Path(name)
+    if p.is_dir():
+        raise ImageError(f"{name}: is a directory, not an image")
+    if not p.exists():
+        raise ImageError(f"{name}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                if getattr(im, "n_frames", 1) > 1:
+                    im.seek(0)  # animated: the first frame, documented behaviour
+                im.load()
+                out = _exif_transpose(im)
+                out.info.update({k: v for k, v in im.info.items() if k not in out.info})
+                out.format = im.format
+                return out
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"{name}: image is too large for Pillow's decompression-bomb guard ({exc}); "
+            "pass --max-pixels to allow it"
+        ) from None
+    except UnidentifiedImageError:
+        if p.stat().st_size == 0:
+            raise ImageError(f"{name}: file is empty") from None
+        raise ImageError(f"{name}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name}: cannot read image ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _exif_transpose(im: Image.Image) -> Image.Image:
+    try:
+        out = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block must not lose the picture  # noqa: BLE001
+        out = None
+    return out if out is not None else im.copy()
+
+
+def decode(image: Any, name: str = "image") -> Decoded:
+    """Split an image of any supported kind into network input and a way back.
+
+    Supported: PIL images of every common mode; numpy arrays H×W, H×W×1, H×W×3, H×W×4 of
+    uint8, uint16 or float in [0, 1]; torch tensors C×H×W (C in 1, 3, 4) in [0, 1].
+    """
+    if isinstance(image, Image.Image):
+        return _decode_pil(_exif_transpose(image), name)
+    if isinstance(image, np.ndarray):
+        return _decode_array(image, name)
+    if isinstance(image, torch.Tensor):
+        return _decode_tensor(image, name)
+    raise ImageError(f"{name}: unsupported input type {type(image).__name__}")
+
+
+def _decode_array(arr: np.ndarray, name: str) -> Decoded:
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+        raise ImageError(f"{name}: array of shape {arr.shape} is not H×W or H×W×{{1,2,3,4}}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageError(f"{name}: image is empty (shape {arr.shape})")
+    dtype = arr.dtype
+    if dtype == np.uint8:
+        scale = 255.0
+    elif dtype == np.uint16:
+        scale = 65535.0
+    elif np.issubdtype(dtype, np.floating):
+        scale = 1.0
+        if not np.isfinite(arr).all():
+            raise ImageError(f"{name}: array contains NaN or infinity")
+    else:
+        raise ImageError(f"{name}: unsupported dtype {dtype}; use uint8, uint16 or float")
+    data = arr.astype(np.float32) / np.float32(scale)
+    squeeze = arr.ndim == 2
+    if squeeze:
+        data = data[:, :, None]
+    channels = data.shape[2]
+    gray = channels in (1, 2)  # 2 channels: gray + alpha
+    alpha = data[:, :, -1:] if channels in (2, 4) else None
+    rgb = np.repeat(data[:, :, :1], 3, axis=2) if gray else data[:, :, :3]
+
+    def to_dtype(x: np.ndarray) -> np.ndarray:
+        x = np.clip(x, 0.0, 1.0)
+        if scale == 1.0:
+            return x.astype(dtype)
+        return np.rint(x * scale).astype(dtype)
+
+    def restore(out: np.ndarray) -> np.ndarray:
+        res = out.mean(axis=2, keepdims=True) if gray else out
+        if alpha is not None:
+            res = np.concatenate([res, alpha], axis=2)
+        res = to_dtype(res)
+        return res[:, :, 0] if squeeze else res
+
+    return Decoded(np.ascontiguousarray(rgb), restore, to_dtype)
+
+
+def _decode_tensor(t: torch.Tensor, name: str) -> Decoded:
+    if t.ndim != 3 or t.shape[0] not in (1, 2, 3, 4):
+        raise ImageError(f"{name}: tensor of shape {tuple(t.shape)} is not C×H×W, C in 1..4")
+    if not t.is_floating_point():
+        raise ImageError(f"{name}: tensor dtype {t.dtype} is not floating point in [0, 1]")
+    if t.shape[1] == 0 or t.shape[2] == 0:
+        raise ImageError(f"{name}: image is empty (shape {tuple(t.shape)})")
+    if not torch.isfinite(t).all():
+        raise ImageError(f"{name}: tensor contains NaN or infinity")
+    arr = t.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+    inner = _decode_array(arr, name)
+    dtype, device = t.dtype, t.device
+
+    def back(x: np.ndarray) -> torch.Tensor:
+        x = x[:, :, None] if x.ndim == 2 else x
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).to(device, dtype)
+
+    return Decoded(
+        inner.rgb,
+        lambda out: back(inner.restore(out)),
+        lambda g: back(inner.restore_gray(g)),
+    )
+
+
+def _decode_pil(im: Image.Image, name: str) -> Decoded:
+    mode = im.mode
+    info = dict(im.info)
+    if im.width == 0 or im.height == 0:
+        raise ImageError(f"{name}: image is empty")
+
+    def finish(out: Image.Image) -> Image.Image:
+        out.info.update(info)
+        return out
+
+    if mode in ("RGB", "RGBA", "L", "LA"):
+        arr = np.asarray(im)
+        inner = _decode_array(arr, name)
+        return Decoded(
+            inner.rgb,
+            lambda out: finish(Image.fromarray(inner.restore(out), mode)),
+            lambda g: Image.fromarray(inner.restore_gray(g)),
+        )
+    if mode in ("I;16", "I;16B", "I;16L"):
+        arr = np.asarray(im.convert("I")).astype(np.uint16)
+        inner = _decode_array(arr, name)
+
+        def restore16(out: np.ndarray) -> Image.Image:
+            return finish(Image.fromarray(inner.restore(out)).convert(mode))
+
+        return Decoded(inner.rgb, restore16, lambda g: Image.fromarray(inner.restore_gray(g)))
+    if mode in ("I", "F"):
+        return _decode_scaled(im, name, finish)
+    if mode == "P" or mode == "PA":
+        has_alpha = "transparency" in info or mode == "PA"
+        rgb_mode = "RGBA" if has_alpha else "RGB"
+        inner = _decode_pil(im.convert(rgb_mode), name)
+        palette = im
+
+        def restore_p(out: np.ndarray) -> Image.Image:
+            res = inner.restore(out)
+            if has_alpha:  # quantize cannot keep an alpha channel; keep the result in RGBA
+                return finish(res)
+            return finish(res.quantize(palette=palette, dither=Image.Dither.NONE))
+
+        return Decoded(inner.rgb, restore_p, inner.restore_gray)
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV", "1", "RGBX", "RGBa", "La"):
+        target = "L" if mode == "1" else "RGBA" if mode in ("RGBa",) else "LA" if mode == "La" else "RGB"
+        inner = _decode_pil(im.convert(target), name)
+        return Decoded(
+            inner.rgb,
+            lambda out: finish(inner.restore(out).convert(mode)),
+            inner.restore_gray,
+        )
+    raise ImageError(f"{name}: unsupported image mode {mode}")
+
+
+def _decode_scaled(im: Image.Image, name: str, finish: Callable[[Image.Image], Image.Image]) -> Decoded:
+    """32-bit integer or float images: map their value range to [0, 1] and back."""
+    mode = im.mode
+    arr = np.asarray(im, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ImageError(f"{name}: image contains NaN or infinity")
+    lo, hi = float(arr.min()), float(arr.max())
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    elif mode == "I" and lo >= 0 and hi <= 65535:
+        lo, hi = 0.0, 65535.0
+    span = (hi - lo) or 1.0
+    gray = ((arr - lo) / span).astype(np.float32)
+    rgb = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+    def restore(out: np.ndarray) -> Image.Image:
+        g = np.clip(out.mean(axis=2), 0.0, 1.0).astype(np.float64) * span + lo
+        if mode == "I":
+            return finish(Image.fromarray(np.rint(g).astype(np.int32), "I"))
+        return finish(Image.fromarray(g.astype(np.float32), "F"))
+
+    def restore_gray(g: np.ndarray) -> Image.Image:
+        return Image.fromarray(np.rint(np.clip(g, 0, 1) * 255).astype(np.uint8))
+
+    return Decoded(rgb, restore, restore_gray)

@@ -1,0 +1,119 @@
+"""Seamless tiled inference: any image size, memory bounded by the tile size.
+
+The whole image stays in host memory; each tile is reflect-padded to the network's size
+multiple, run, and blended into an accumulator with a weight that ramps smoothly to nearly zero
+over the overlap at every inner tile edge. Dividing by the summed weights gives a partition of
+unity, so neighbouring tiles cross-fade and no seam shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["pad_to_multiple", "run_tiled", "tile_starts"]
+
+TileFn = Callable[[Tensor], Tensor]
+Progress = Callable[[int, int], None]
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad the last two dims of ``x`` (B×C×H×W) at the bottom/right up to ``multiple``.
+
+    Reflection is used where the image is large enough; for tiny images, whose side is not
+    longer than the padding, it is repeated reflection, so even a 1×1 image works.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    while ph or pw:
+        # reflect needs pad < size; pad in steps that respect it.
+        step_h, step_w = min(ph, h - 1), min(pw, w - 1)
+        if step_h == 0 and step_w == 0:  # a side of length 1: nothing to reflect
+            return F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = F.pad(x, (0, step_w, 0, step_h), mode="reflect")
+        h, w, ph, pw = h + step_h, w + step_w, ph - step_h, pw - step_w
+    return x
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``size`` with at least ``overlap``."""
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    count = math.ceil((size - overlap) / stride)
+    starts = [i * stride for i in range(count)]
+    starts[-1] = size - tile  # the last tile ends at the border; it overlaps a little more
+    return sorted(set(starts))
+
+
+def _ramp(length: int, overlap: int, fade_in: bool, fade_out: bool) -> Tensor:
+    w = torch.ones(length)
+    n = min(overlap, length // 2)
+    if n > 0:
+        # raised cosine sampled at pixel centres: strictly positive, smooth, symmetric
+        ramp = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(n) + 0.5) / n)
+        if fade_in:
+            w[:n] = ramp
+        if fade_out:
+            w[-n:] = ramp.flip(0)
+    return w
+
+
+def _run_padded(fn: TileFn, x: Tensor, multiple: int) -> Tensor:
+    h, w = x.shape[-2:]
+    return fn(pad_to_multiple(x, multiple))[..., :h, :w]
+
+
+def run_tiled(
+    fn: TileFn,
+    image: Tensor,
+    tile: int | None,
+    overlap: int,
+    multiple: int,
+    progress: Progress | None = None,
+) -> Tensor:
+    """Apply ``fn`` to ``image`` (1×3×H×W on the host), in blended tiles when it is large.
+
+    Args:
+        fn: maps a 1×3×h×w tensor (h, w multiples of ``multiple``) to 1×K×h×w on the host.
+        image: the input, float32 in [0, 1].
+        tile: tile side in pixels (rounded up to ``multiple``); ``None`` runs the whole image.
+        overlap: pixels shared by neighbouring tiles, blended over.
+        multiple: size multiple that ``fn`` requires.
+        progress: called as ``progress(done, total)`` after each tile.
+
+    Returns:
+        1×K×H×W float32 on the host.
+    """
+    h, w = image.shape[-2:]
+    if tile is None or (h <= tile and w <= tile):
+        out = _run_padded(fn, image, multiple)
+        if progress:
+            progress(1, 1)
+        return out
+    tile = math.ceil(tile / multiple) * multiple
+    overlap = max(0, min(overlap, tile // 2))
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    th, tw = min(tile, h), min(tile, w)
+    acc: Tensor | None = None
+    weight = torch.zeros(1, 1, h, w)
+    total, done = len(ys) * len(xs), 0
+    for y in ys:
+        wy = _ramp(th, overlap, y > 0, y + th < h)
+        for x in xs:
+            wx = _ramp(tw, overlap, x > 0, x + tw < w)
+            out = _run_padded(fn, image[..., y : y + th, x : x + tw], multiple)
+            if acc is None:
+                acc = torch.zeros(1, out.shape[1], h, w)
+            w2d = wy[:, None] * wx[None, :]  # th×tw
+            acc[..., y : y + th, x : x + tw] += out * w2d
+            weight[..., y : y + th, x : x + tw] += w2d
+            done += 1
+            if progress:
+                progress(done, total)
+    assert acc is not None
+    return acc.div_(weight)

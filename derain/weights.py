@@ -1,0 +1,304 @@
+"""Reading and writing weights: safetensors only, every file checked before use.
+
+A saved model is ``model.safetensors`` plus ``config.json`` in one folder (the layout the
+Hugging Face Hub path loads). The architecture also travels inside the safetensors header, so
+a lone ``.safetensors`` file describes itself. Nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .errors import ModelNotFoundError, WeightsError, WeightsNotAvailableError
+from .models.danet import DANet, DANetConfig
+from .models.registry import ModelInfo, get_model_info, list_models
+
+__all__ = [
+    "CONFIG_NAME",
+    "HUB_PREFIX",
+    "WEIGHTS_NAME",
+    "load_file",
+    "load_shipped",
+    "resolve_model",
+    "save_pretrained",
+    "sha256_of",
+    "shipped_weights_dir",
+]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+HUB_PREFIX = "hf-hub:"
+FORMAT_VERSION = "1"
+ARCHITECTURE = "danet"
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def shipped_weights_dir() -> Path:
+    """The folder of weights inside the installed package (or the checkout's ``weights/``)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "weights", here.parent / "weights"):
+        if candidate.is_dir():
+            return candidate
+    return here / "weights"
+
+
+def _state_dict(model: DANet) -> dict[str, torch.Tensor]:
+    # named_parameters() lists a shared module (the PReLUs) once, under its first name,
+    # which gives each tensor exactly one canonical key.
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def _config_dict(model: DANet, variant: str | None) -> dict[str, Any]:
+    return {
+        "architecture": ARCHITECTURE,
+        "variant": variant,
+        "format_version": FORMAT_VERSION,
+        "config": dataclasses.asdict(model.cfg),
+    }
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Run ``write(tmp_path)`` then move the temp file over ``path`` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_pretrained(
+    model: DANet,
+    directory: str | os.PathLike[str],
+    variant: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory``.
+
+    Args:
+        model: the network to save.
+        directory: target folder, created if needed; this layout can be uploaded to the Hub.
+        variant: registry name of the architecture, recorded for humans and tools.
+        dtype: store tensors in this dtype (for example ``torch.float16`` to halve the file).
+
+    Returns:
+        Path of the weights file.
+
+    Example:
+        >>> path = save_pretrained(DANet(), "my-model", variant="danet")  # doctest: +SKIP
+    """
+    directory = Path(directory)
+    config = _config_dict(model, variant)
+    tensors = {
+        k: (v.to(dtype) if dtype is not None else v).contiguous().cpu()
+        for k, v in _state_dict(model).items()
+    }
+    metadata = {"format": "pt", "derain": json.dumps(config, sort_keys=True)}
+    weights_path = directory / WEIGHTS_NAME
+    _atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    config["sha256"] = sha256_of(weights_path)
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    _atomic_write(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return weights_path
+
+
+def _config_from(raw: dict[str, Any], source: str) -> DANetConfig:
+    if raw.get("architecture") != ARCHITECTURE:
+        raise WeightsError(f"{source}: architecture {raw.get('architecture')!r} is not 'danet'")
+    variant = raw.get("variant")
+    if variant is not None and variant not in list_models():
+        known = ", ".join(list_models())
+        raise WeightsError(f"{source}: unknown variant {variant!r}; known variants: {known}")
+    try:
+        return DANetConfig(**raw["config"])
+    except (KeyError, TypeError) as exc:
+        raise WeightsError(f"{source}: malformed architecture config ({exc})") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{path}: unreadable config ({exc})") from None
+    if not isinstance(raw, dict):
+        raise WeightsError(f"{path}: config is not a JSON object")
+    return raw
+
+
+def load_file(
+    path: str | os.PathLike[str],
+    sha256: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> DANet:
+    """Build a DANet from a safetensors file, refusing anything that does not fit exactly.
+
+    Args:
+        path: the ``.safetensors`` file.
+        sha256: expected digest; a mismatch is refused before the file is parsed.
+        config: architecture description; by default read from the file's own header.
+
+    Raises:
+        WeightsError: corrupt, altered, non-safetensors, or mismatched tensors.
+    """
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise WeightsNotAvailableError(f"{source}: weights file not found")
+    if sha256 is not None and sha256_of(path) != sha256:
+        raise WeightsError(
+            f"{source}: sha256 does not match the recorded digest; "
+            "the file is corrupt or was altered"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsError(f"{source}: not a valid safetensors file ({first})") from None
+    if config is None:
+        if "derain" not in header:
+            raise WeightsError(f"{source}: no architecture config in the file or beside it")
+        try:
+            config = json.loads(header["derain"])
+        except json.JSONDecodeError:
+            raise WeightsError(f"{source}: malformed architecture config in header") from None
+    model = DANet(_config_from(config, source))
+    _copy_strict(model, tensors, source)
+    return model.eval()
+
+
+def _copy_strict(model: DANet, tensors: dict[str, torch.Tensor], source: str) -> None:
+    expected = _state_dict(model)
+    missing = sorted(expected.keys() - tensors.keys())
+    extra = sorted(tensors.keys() - expected.keys())
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {missing[0]})")
+        if extra:
+            parts.append(f"{len(extra)} unexpected (first: {extra[0]})")
+        raise WeightsError(f"{source}: tensors do not match the architecture: {'; '.join(parts)}")
+    for name, target in expected.items():
+        value = tensors[name]
+        if value.shape != target.shape:
+            raise WeightsError(
+                f"{source}: tensor {name} has shape {tuple(value.shape)}, "
+                f"expected {tuple(target.shape)}"
+            )
+        if not value.is_floating_point() or not torch.isfinite(value).all():
+            raise WeightsError(f"{source}: tensor {name} is not finite floating point")
+    with torch.no_grad():
+        for name, target in expected.items():
+            target.copy_(tensors[name])
+
+
+def load_shipped(info: ModelInfo) -> DANet:
+    """The pretrained weights of a registry entry, from inside the installed package."""
+    path = shipped_weights_dir() / info.weights.filename
+    if info.weights.sha256 is None or not path.is_file():
+        raise WeightsNotAvailableError(
+            f"no pretrained weights for {info.name!r} are shipped in this version of derain; "
+            "load your own with Deraining('path/to/model.safetensors') or "
+            "Deraining('hf-hub:owner/repo')"
+        )
+    return load_file(path, sha256=info.weights.sha256)
+
+
+def _load_directory(directory: Path) -> DANet:
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise WeightsNotAvailableError(f"{directory}: no {WEIGHTS_NAME} in this folder")
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        return load_file(weights)
+    config = _read_json(config_path)
+    return load_file(weights, sha256=config.get("sha256"), config=config)
+
+
+def _load_hub(spec: str) -> DANet:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    repo_id, _, revision = spec.removeprefix(HUB_PREFIX).partition("@")
+    if repo_id.count("/") != 1:
+        raise ModelNotFoundError(f"{spec}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@rev'")
+    try:
+        files = {
+            name: Path(hf_hub_download(repo_id, name, revision=revision or None))
+            for name in (CONFIG_NAME, WEIGHTS_NAME)
+        }
+    except LocalEntryNotFoundError:
+        raise WeightsNotAvailableError(
+            f"{spec}: not in the local cache and the Hub cannot be reached "
+            "(offline, or HF_HUB_OFFLINE is set)"
+        ) from None
+    except RepositoryNotFoundError:
+        raise WeightsNotAvailableError(f"{spec}: no such repository on the Hub") from None
+    except RevisionNotFoundError:
+        raise WeightsNotAvailableError(f"{spec}: no revision {revision!r} in {repo_id}") from None
+    except EntryNotFoundError:
+        raise WeightsNotAvailableError(
+            f"{spec}: repository has no {WEIGHTS_NAME} and {CONFIG_NAME}"
+        ) from None
+    except (HfHubHTTPError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsNotAvailableError(f"{spec}: download failed ({first})") from None
+    config = _read_json(files[CONFIG_NAME])
+    return load_file(files[WEIGHTS_NAME], sha256=config.get("sha256"), config=config)
+
+
+def resolve_model(source: str | os.PathLike[str]) -> tuple[DANet, str]:
+    """Turn a registry name, a ``hf-hub:`` id or a local path into a loaded model.
+
+    Returns:
+        The model in eval mode and a short human-readable description of where it came from.
+    """
+    text = os.fspath(source)
+    if text in list_models():
+        return load_shipped(get_model_info(text)), f"{text} (shipped weights)"
+    if text.startswith(HUB_PREFIX):
+        return _load_hub(text), text
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _load_directory(path), str(path)
+    if path.is_file():
+        sidecar = path.with_suffix(".json")
+        if sidecar.is_file():
+            config = _read_json(sidecar)
+            return load_file(path, sha256=config.get("sha256"), config=config), str(path)
+        return load_file(path), str(path)
+    known = ", ".join(list_models())
+    raise ModelNotFoundError(
+        f"{text}: not a known model, an 'hf-hub:owner/repo' id or an existing path; "
+        f"known models: {known}"
+    )
