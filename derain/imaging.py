@@ -24,6 +24,7 @@ __all__ = ["Decoded", "decode", "open_image"]
 
 Restore = Callable[[np.ndarray], Any]
 
+
 @dataclass
 class Decoded:
     """An input image ready for the network.
@@ -84,7 +85,7 @@ def _first_line(exc: BaseException) -> str:
 def _exif_transpose(im: Image.Image) -> Image.Image:
     try:
         out = ImageOps.exif_transpose(im)
-    except Exception:  # a broken EXIF block must not lose the picture  # noqa: BLE001
+    except Exception:  # a broken EXIF block must not lose the picture
         out = None
     return out if out is not None else im.copy()
 
@@ -211,7 +212,9 @@ def _decode_pil(im: Image.Image, name: str) -> Decoded:
 
         return Decoded(inner.rgb, restore_p, inner.restore_gray)
     if mode in ("CMYK", "YCbCr", "LAB", "HSV", "1", "RGBX", "RGBa", "La"):
-        target = "L" if mode == "1" else "RGBA" if mode in ("RGBa",) else "LA" if mode == "La" else "RGB"
+        target = (
+            "L" if mode == "1" else "RGBA" if mode in ("RGBa",) else "LA" if mode == "La" else "RGB"
+        )
         inner = _decode_pil(im.convert(target), name)
         return Decoded(
             inner.rgb,
@@ -221,7 +224,9 @@ def _decode_pil(im: Image.Image, name: str) -> Decoded:
     raise ImageError(f"{name}: unsupported image mode {mode}")
 
 
-def _decode_scaled(im: Image.Image, name: str, finish: Callable[[Image.Image], Image.Image]) -> Decoded:
+def _decode_scaled(
+    im: Image.Image, name: str, finish: Callable[[Image.Image], Image.Image]
+) -> Decoded:
     """32-bit integer or float images: map their value range to [0, 1] and back."""
     mode = im.mode
     arr = np.asarray(im, dtype=np.float64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -118,7 +118,9 @@ class Deraining:
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise DerainError(f"unsupported dtype {dtype}; use float32, float16 or bfloat16")
         if tile not in ("auto", None) and (not isinstance(tile, int) or tile < MIN_TILE):
-            raise DerainError(f"tile must be 'auto', None or an integer >= {MIN_TILE}, got {tile!r}")
+            raise DerainError(
+                f"tile must be 'auto', None or an integer >= {MIN_TILE}, got {tile!r}"
+            )
         if overlap < 0:
             raise DerainError(f"overlap must be >= 0, got {overlap}")
         self.dtype = dtype
@@ -224,8 +226,10 @@ class Deraining:
         if isinstance(image, (list, tuple)):
             return [self.run(im, return_layers=return_layers, progress=progress) for im in image]
         if isinstance(image, Tensor) and image.ndim == 4:
-            outs = [self._run_one(im, f"image[{i}]", return_layers, progress)
-                    for i, im in enumerate(image)]
+            outs = [
+                self._run_one(im, f"image[{i}]", return_layers, progress)
+                for i, im in enumerate(image)
+            ]
             if not return_layers:
                 return torch.stack(outs) if outs else image.clone()
             return DerainResult(
@@ -234,9 +238,7 @@ class Deraining:
                 torch.stack([o.mask for o in outs]),
             )
         if isinstance(image, Tensor) and image.ndim not in (3,):
-            raise ImageError(
-                f"image: tensor of shape {tuple(image.shape)} is not C×H×W or B×C×H×W"
-            )
+            raise ImageError(f"image: tensor of shape {tuple(image.shape)} is not C×H×W or B×C×H×W")
         return self._run_one(image, "image", return_layers, progress)
 
     __call__ = run
@@ -246,7 +248,9 @@ class Deraining:
         for image in images:
             yield self.run(image, **kwargs)
 
-    def save_pretrained(self, directory: str | os.PathLike[str], variant: str | None = None) -> Path:
+    def save_pretrained(
+        self, directory: str | os.PathLike[str], variant: str | None = None
+    ) -> Path:
         """Write the model as ``model.safetensors`` + ``config.json`` (Hub-ready)."""
         return save_pretrained(self.model.float().cpu(), directory, variant=variant)
 
@@ -255,5 +259,3 @@ class Deraining:
             f"Deraining(source={self.source!r}, device={self.device}, dtype={self.dtype}, "
             f"tile={self.tile!r}, overlap={self.overlap})"
         )
-
-

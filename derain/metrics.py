@@ -33,6 +33,7 @@ from PIL import Image
 from derain.errors import ImageError
 
 __all__ = [
+    "ImageLike",
     "Score",
     "ScoreSummary",
     "load_rgb",

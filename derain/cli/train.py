@@ -2,8 +2,131 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from ..errors import DerainError
+
+
+def _overrides(**options: Any) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def train_command(
+    data: Annotated[
+        Path, typer.Option("--data", help="Paired folder, or clean photos with --synthetic.")
+    ],
+    synthetic: Annotated[
+        str | None, typer.Option(help="Synthesise rain on the fly: light, heavy or mix.")
+    ] = None,
+    val: Annotated[Path | None, typer.Option(help="Paired folder scored during training.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")] = None,
+    recipe: Annotated[str, typer.Option(help="Named settings: paper or cpu.")] = "paper",
+    model: Annotated[
+        str | None, typer.Option(help="Variant to train: danet or danet-plus.")
+    ] = None,
+    init: Annotated[
+        str | None, typer.Option(help="Start from these weights (fine-tune): name, hub id or path.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Total optimisation steps.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Total epochs (when --steps is unset).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Global batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Data-loading processes.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the data and the initialisation.")
+    ] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any other setting as KEY=VALUE (repeatable)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from <out>/last.safetensors.")
+    ] = False,
+    resume_from: Annotated[
+        Path | None, typer.Option(help="Continue from this checkpoint file.")
+    ] = None,
+    stop_at: Annotated[
+        int | None, typer.Option(help="Stop after this step; the schedule still spans the run.")
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Write the best weights here (model.safetensors + config.json)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    show_config: Annotated[
+        bool, typer.Option("--show-config", help="Print the resolved settings and exit.")
+    ] = False,
+) -> None:
+    """Train or fine-tune DANet (the paper's recipe by default)."""
+    from ..train import apply_overrides, get_recipe, train
+
+    try:
+        cfg = get_recipe(recipe)
+        cfg = apply_overrides(
+            cfg,
+            _overrides(
+                data=str(data),
+                synthetic=synthetic,
+                val=str(val) if val else None,
+                out=str(out) if out else None,
+                model=model,
+                init=init,
+                steps=steps,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                workers=workers,
+                seed=seed,
+            ),
+        )
+        cfg = apply_overrides(cfg, setting or [])
+    except ValueError as exc:
+        raise DerainError(str(exc)) from None
+    if show_config:
+        for field in dataclasses.fields(cfg):
+            typer.echo(f"{field.name} = {getattr(cfg, field.name)!r}")
+        return
+    result = train(
+        cfg,
+        resume=str(resume_from) if resume_from else resume,
+        export=str(export) if export else None,
+        device=device,
+        stop_at=stop_at,
+        log=typer.echo,
+    )
+    if result.best_psnr is not None:
+        typer.echo(f"best validation: {result.best_psnr:.2f} dB / {result.best_ssim:.4f}")
+
+
+def rain_preview_command(
+    images: Annotated[Path, typer.Argument(help="Folder (or one file) of clean photos.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("rain.png"),
+    preset: Annotated[str, typer.Option(help="light, heavy or mix.")] = "light",
+    n: Annotated[int, typer.Option("-n", help="Number of pairs.")] = 8,
+    crop: Annotated[int, typer.Option(help="Side of each crop in pixels.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the crops and the rain.")] = 0,
+) -> None:
+    """Write a grid of clean | synthetic-rain sample pairs to a PNG."""
+    from ..train.data import list_images
+    from ..train.synthetic import preview_grid
+
+    paths = list_images(images) if images.is_dir() else [images]
+    if not paths:
+        raise DerainError(f"{images}: no images found")
+    try:
+        written = preview_grid(paths, preset, seed=seed, out_path=out, n=n, crop=crop)
+    except ValueError as exc:
+        raise DerainError(str(exc)) from None
+    typer.echo(f"wrote {written}")
 
 
 def register(app: typer.Typer) -> None:
     """Add the training commands to ``app``."""
+    app.command("train")(train_command)
+    app.command("rain-preview")(rain_preview_command)

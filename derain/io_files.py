@@ -1,0 +1,272 @@
+"""Image files in and out: finding inputs, naming outputs, and writing them atomically.
+
+An output is written to a hidden temp file in its own folder, flushed to disk and moved into
+place with :func:`os.replace`, so an interrupted run never leaves a truncated image behind and
+running it again can skip every output that exists.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from PIL import Image
+
+from .errors import OutputError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "InputFile",
+    "derained_path",
+    "encode_image",
+    "expand_inputs",
+    "format_for_path",
+    "has_glob",
+    "is_image_name",
+    "iter_images",
+    "write_image_atomic",
+]
+
+#: File suffixes treated as images when walking folders and expanding globs (lower case).
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
+)
+_ORIENTATION = 0x0112
+_QUALITY_FORMATS = frozenset({"JPEG", "WEBP"})
+_META_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})  # formats that carry ICC and EXIF
+# Modes each format can store; anything else is converted to the first entry.
+_FORMAT_MODES = {
+    "JPEG": ("RGB", "L", "CMYK"),
+    "BMP": ("RGB", "RGBA", "L", "P", "1"),
+    "PPM": ("RGB", "L", "1"),
+    "GIF": ("P", "L", "RGB"),
+}
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One image to process.
+
+    Attributes:
+        path: the file.
+        relative: where its output goes below an output folder (mirrors the input tree).
+    """
+
+    path: Path
+    relative: Path
+
+
+def is_image_name(path: Path) -> bool:
+    """Whether a file name looks like an image we process (by suffix; hidden files never)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def has_glob(spec: str) -> bool:
+    """Whether ``spec`` holds glob wildcards (``*``, ``?`` or ``[``)."""
+    return any(c in spec for c in "*?[")
+
+
+def iter_images(root: Path, recursive: bool, exclude: Path | None = None) -> Iterator[Path]:
+    """Image files under ``root`` in sorted order.
+
+    Symlinked folders are followed, but each real folder is visited once, so a link loop ends.
+
+    Args:
+        root: the folder to walk.
+        recursive: also walk subfolders.
+        exclude: a subfolder to leave out (an output folder inside the input tree).
+    """
+    seen: set[tuple[int, int]] = set()
+    skip = exclude.resolve() if exclude is not None else None
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = Path(folder)
+        st = here.stat()
+        excluded = skip is not None and here != root and here.resolve() == skip
+        if (st.st_dev, st.st_ino) in seen or excluded:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        for name in sorted(files):
+            path = here / name
+            if is_image_name(path) and path.is_file():
+                yield path
+
+
+def _glob_base(spec: str) -> Path:
+    """The leading folders of a glob pattern that hold no wildcard."""
+    parts = Path(spec).parts
+    first_magic = next(i for i, part in enumerate(parts) if has_glob(part))
+    return Path(*parts[:first_magic]) if first_magic else Path(".")
+
+
+def expand_inputs(
+    specs: Sequence[str], recursive: bool, exclude: Path | None = None
+) -> tuple[list[InputFile], list[str]]:
+    """Turn command-line paths, folders and glob patterns into a list of images.
+
+    A folder mirrors its tree below the output folder; a glob mirrors the part after its
+    fixed prefix; a plain file goes to the top.
+
+    Args:
+        specs: the paths as typed (quoted globs are expanded here, ``**`` included).
+        recursive: walk folders recursively.
+        exclude: a folder never to read from (the output folder).
+
+    Returns:
+        The images, and one error line per argument that yields nothing.
+    """
+    found: list[InputFile] = []
+    errors: list[str] = []
+
+    def add_folder(folder: Path, prefix: Path) -> int:
+        images = list(iter_images(folder, recursive, exclude))
+        found.extend(InputFile(p, prefix / p.relative_to(folder)) for p in images)
+        return len(images)
+
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            if not add_folder(path, Path()):
+                errors.append(f"{spec}: no image files in this folder")
+        elif path.is_file():
+            found.append(InputFile(path, Path(path.name)))
+        elif has_glob(spec):
+            base, count = _glob_base(spec), 0
+            for match in sorted(glob.glob(spec, recursive=True)):
+                p = Path(match)
+                rel = p.relative_to(base) if p.is_relative_to(base) else Path(p.name)
+                if p.is_dir():
+                    count += add_folder(p, rel)
+                elif is_image_name(p):
+                    found.append(InputFile(p, rel))
+                    count += 1
+            if not count:
+                errors.append(f"{spec}: pattern matches no image files")
+        else:
+            errors.append(f"{spec}: no such file or folder")
+    return found, errors
+
+
+def derained_path(path: Path) -> Path:
+    """The default output name: ``<stem>_derained<ext>`` beside the input."""
+    return path.with_name(f"{path.stem}_derained{path.suffix}")
+
+
+def format_for_path(path: Path) -> str | None:
+    """The Pillow format that writes ``path``'s suffix, or ``None`` if there is none."""
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    return fmt if fmt in Image.SAVE else None
+
+
+def _exif_bytes(exif: Image.Exif | bytes | None) -> bytes | None:
+    """EXIF with orientation reset to 1: the pixels were already turned upright on reading."""
+    if exif is None:
+        return None
+    if isinstance(exif, bytes):
+        parsed = Image.Exif()
+        try:
+            parsed.load(exif)
+        except Exception:  # a broken EXIF block is dropped rather than failing the image  # noqa: BLE001
+            return None
+        exif = parsed
+    if not len(exif):
+        return None
+    if _ORIENTATION in exif:
+        exif[_ORIENTATION] = 1
+    return exif.tobytes()
+
+
+def _save(
+    image: Image.Image,
+    out: IO[bytes],
+    fmt: str,
+    quality: int,
+    icc_profile: bytes | None,
+    exif: Image.Exif | bytes | None,
+) -> None:
+    modes = _FORMAT_MODES.get(fmt)
+    if modes is not None and image.mode not in modes:
+        image = image.convert(modes[0])
+    options: dict[str, Any] = {}
+    if fmt in _QUALITY_FORMATS:
+        options["quality"] = quality
+    if fmt in _META_FORMATS:
+        if icc_profile:
+            options["icc_profile"] = icc_profile
+        exif_data = _exif_bytes(exif)
+        if exif_data:
+            options["exif"] = exif_data
+    image.save(out, format=fmt, **options)
+
+
+def encode_image(
+    image: Image.Image,
+    fmt: str,
+    quality: int = 95,
+    *,
+    icc_profile: bytes | None = None,
+    exif: Image.Exif | bytes | None = None,
+) -> bytes:
+    """Encode an image in memory (for writing to stdout), with the same rules as on disk."""
+    buf = io.BytesIO()
+    _save(image, buf, fmt, quality, icc_profile, exif)
+    return buf.getvalue()
+
+
+def write_image_atomic(
+    image: Image.Image,
+    path: str | os.PathLike[str],
+    quality: int = 95,
+    *,
+    format: str | None = None,  # noqa: A002 (Pillow's own name for it)
+    icc_profile: bytes | None = None,
+    exif: Image.Exif | bytes | None = None,
+) -> Path:
+    """Write ``image`` to ``path`` so that the file is either complete or absent.
+
+    The image is encoded into a hidden temp file in the same folder, fsynced and moved over
+    ``path`` with :func:`os.replace`; on any error, KeyboardInterrupt included, the temp file
+    is removed.
+
+    Args:
+        image: the picture.
+        path: destination; missing parent folders are created.
+        quality: JPEG/WebP quality.
+        format: Pillow format; by default from the suffix, else the image's own format.
+        icc_profile: colour profile to embed where the format allows.
+        exif: EXIF to embed where the format allows; its orientation is reset to 1.
+
+    Returns:
+        ``path`` as a :class:`Path`.
+
+    Raises:
+        OutputError: one line naming ``path`` when it cannot be written.
+    """
+    path = Path(path)
+    fmt = format or format_for_path(path) or image.format
+    if fmt is None or fmt not in Image.SAVE:
+        raise OutputError(f"{path}: cannot tell which image format to write from the name")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # os.open with 0o666 lets the umask decide the final permissions, as for a plain open().
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            _save(image, f, fmt, quality, icc_profile, exif)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, ValueError, KeyError)) and not isinstance(exc, OutputError):
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise OutputError(f"{path}: cannot write ({reason})") from exc
+        raise
+    return path

@@ -1,0 +1,122 @@
+"""Resumable checkpoints as one safetensors file: tensors plus JSON metadata, no pickle.
+
+A checkpoint holds the model, the EMA model, the optimizer's state and the random states. It is
+written to a temp file, fsynced and renamed over the old one, so a kill at any instant leaves
+either the previous or the new checkpoint, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import WeightsError
+from ..weights import _atomic_write
+
+__all__ = ["load_checkpoint", "save_checkpoint"]
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{idx}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for idx, entry in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(entry)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: torch.nn.Module | None,
+    step: int,
+    extra: dict[str, Any],
+) -> None:
+    """Write everything needed to continue training bit-for-bit from ``step``."""
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.named_parameters()}
+    if ema is not None:
+        tensors |= {f"ema.{k}": v.detach().contiguous().cpu() for k, v in ema.named_parameters()}
+    optim_tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
+    tensors |= optim_tensors
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {
+        "step": step,
+        "optimizer": optim_meta,
+        "rng.numpy": np.random.get_state(legacy=False),
+        "rng.python": random.getstate(),
+        "extra": extra,
+    }
+    metadata = {"derain.checkpoint": json.dumps(meta, default=_jsonable)}
+    _atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.integer):
+        return int(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint")
+
+
+def _restore_python_rng(state: list[Any]) -> tuple[Any, ...]:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    ema: torch.nn.Module | None,
+) -> tuple[int, dict[str, Any]]:
+    """Restore a checkpoint in place; returns the step to continue from and the extra data."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["derain.checkpoint"])
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{path}: not a derain checkpoint ({exc})") from None
+    with torch.no_grad():
+        for prefix, module in (("model.", model), ("ema.", ema)):
+            if module is None:
+                continue
+            for name, p in module.named_parameters():
+                key = prefix + name
+                if key not in tensors or tensors[key].shape != p.shape:
+                    raise WeightsError(f"{path}: checkpoint does not fit the model ({key})")
+                p.copy_(tensors[key])
+    if optimizer is not None:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    torch.set_rng_state(tensors["rng.torch"])
+    np_state = meta["rng.numpy"]
+    np_state["state"]["key"] = np.asarray(np_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(np_state)
+    random.setstate(_restore_python_rng(meta["rng.python"]))
+    return int(meta["step"]), meta["extra"]

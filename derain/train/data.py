@@ -1,0 +1,247 @@
+"""Training data: paired folders or synthetic rain over clean photos, sampled by step.
+
+Every sample is a pure function of ``(seed, epoch, index)``: the crop, the flip/rotation and the
+synthetic rain are all drawn from a generator seeded with those numbers. The order of samples is
+a seeded permutation per epoch. Together these make the data position of a run nothing more than
+its step count, so a resumed run sees exactly the batches an uninterrupted one would, whatever
+the number of worker processes or GPUs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from ..errors import DerainError, ImageError
+from ..imaging import open_image
+from ..io_files import is_image_name
+from ..pairs import scan_pairs
+from .synthetic import RainSynthesizer
+
+__all__ = [
+    "DataError",
+    "PairedCrops",
+    "StepSampler",
+    "SyntheticCrops",
+    "augment",
+    "build_dataset",
+    "list_images",
+]
+
+MAX_REPORTED = 10
+
+
+class DataError(DerainError):
+    """A training folder with problems, listed file by file before training starts."""
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files below ``folder`` (recursively), sorted for a stable order."""
+    return sorted(p for p in folder.rglob("*") if is_image_name(p) and p.is_file())
+
+
+def _raise_problems(folder: Path, problems: list[str]) -> None:
+    if problems:
+        shown = problems[:MAX_REPORTED]
+        more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+        lines = "\n  ".join(shown)
+        raise DataError(
+            f"{folder}: {len(problems)} problem(s) in the training data{more}:\n  {lines}"
+        )
+
+
+def _size(path: Path) -> tuple[int, int]:
+    """Width and height of an image file, checking that it decodes."""
+    with Image.open(path) as im:
+        im.verify()  # cheap integrity check (PNG CRCs, truncated data)
+    return open_image(path).size
+
+
+def augment(image: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 flips/rotations (dihedral group) of an H×W×C array, ``k`` in 0..7."""
+    out = np.rot90(image, k % 4, axes=(0, 1))
+    return out[:, ::-1] if k >= 4 else out
+
+
+def _random_crop(
+    images: Sequence[np.ndarray], crop: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    h, w = images[0].shape[:2]
+    y = int(rng.integers(0, h - crop + 1))
+    x = int(rng.integers(0, w - crop + 1))
+    return [im[y : y + crop, x : x + crop] for im in images]
+
+
+def _load_rgb8(path: Path, min_side: int) -> np.ndarray:
+    im = open_image(path).convert("RGB")
+    if min(im.size) < min_side:  # too small to crop from: enlarge just enough
+        s = min_side / min(im.size)
+        im = im.resize((math.ceil(im.width * s), math.ceil(im.height * s)), Image.BICUBIC)
+    return np.asarray(im)
+
+
+def _to_float(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float32) / np.float32(255.0)
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+class _CropDataset(Dataset):
+    """Shared machinery: keys are (epoch, index); decoded images are cached per worker (uint8)."""
+
+    def __init__(self, crop: int, seed: int, cache: bool) -> None:
+        self.crop = crop
+        self.seed = seed
+        self.cache = cache
+        self._cache: dict[Path, np.ndarray] = {}
+
+    def _image(self, path: Path, min_side: int) -> np.ndarray:
+        if not self.cache:
+            return _load_rgb8(path, min_side)
+        if path not in self._cache:
+            self._cache[path] = _load_rgb8(path, min_side)
+        return self._cache[path]
+
+    def _rng(self, key: tuple[int, int]) -> np.random.Generator:
+        epoch, index = key
+        return np.random.default_rng([self.seed, epoch, index])
+
+
+class PairedCrops(_CropDataset):
+    """Aligned random crops of (rainy, clean) file pairs."""
+
+    def __init__(
+        self, pairs: Sequence[tuple[Path, Path]], crop: int, seed: int = 0, cache: bool = False
+    ) -> None:
+        super().__init__(crop, seed, cache)
+        self.pairs = list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = self._rng(key)
+        rain_path, clean_path = self.pairs[key[1]]
+        rainy, clean = self._image(rain_path, self.crop), self._image(clean_path, self.crop)
+        rainy, clean = (_to_float(c) for c in _random_crop([rainy, clean], self.crop, rng))
+        k = int(rng.integers(8))
+        return _to_tensor(augment(rainy, k)), _to_tensor(augment(clean, k))
+
+    @classmethod
+    def from_folder(cls, root: Path, crop: int, seed: int = 0) -> PairedCrops:
+        """Pair a folder and check every file before training starts."""
+        scan = scan_pairs(root)
+        pairs = scan.pairs
+        unpaired = scan.unpaired_inputs + scan.unpaired_targets
+        problems = [f"{name}: has no partner" for name in unpaired]
+        for rain_path, clean_path in pairs:
+            try:
+                a, b = _size(rain_path), _size(clean_path)
+            except (ImageError, OSError, SyntaxError) as exc:
+                problems.append(f"{rain_path.name}: unreadable ({str(exc).splitlines()[0]})")
+                continue
+            if a != b:
+                problems.append(f"{rain_path.name}: rainy {a} and clean {b} differ in size")
+        _raise_problems(root, problems)
+        if not pairs:
+            raise DataError(f"{root}: no image pairs found")
+        return cls(pairs, crop, seed)
+
+
+class SyntheticCrops(_CropDataset):
+    """Random crops of clean photos with synthetic rain added on the fly."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        crop: int,
+        preset: str = "light",
+        seed: int = 0,
+        cache: bool = True,
+    ) -> None:
+        super().__init__(crop, seed, cache)
+        self.paths = list(paths)
+        self.synth = RainSynthesizer(preset)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = self._rng(key)
+        (crop,) = _random_crop([self._image(self.paths[key[1]], self.crop)], self.crop, rng)
+        clean = _to_float(crop)
+        # Augment the clean crop before adding rain, so streaks keep their natural direction.
+        clean = np.ascontiguousarray(augment(clean, int(rng.integers(8))))
+        rainy = self.synth.synthesize(clean, rng)
+        return _to_tensor(rainy), _to_tensor(clean)
+
+    @classmethod
+    def from_folder(cls, root: Path, crop: int, preset: str, seed: int = 0) -> SyntheticCrops:
+        """Collect clean photos and check each before training starts."""
+        paths = list_images(root)
+        problems = []
+        for path in paths:
+            try:
+                _size(path)
+            except (ImageError, OSError, SyntaxError) as exc:
+                problems.append(f"{path.name}: unreadable ({str(exc).splitlines()[0]})")
+        _raise_problems(root, problems)
+        if not paths:
+            raise DataError(f"{root}: no images found")
+        return cls(paths, crop, preset, seed)
+
+
+def build_dataset(data: str, synthetic: str | None, crop: int, seed: int) -> _CropDataset:
+    """The dataset a :class:`~derain.train.recipes.TrainConfig` asks for."""
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(f"{data}: training data folder not found")
+    if synthetic:
+        return SyntheticCrops.from_folder(root, crop, synthetic, seed)
+    return PairedCrops.from_folder(root, crop, seed)
+
+
+@dataclass
+class StepSampler(Sampler[list[tuple[int, int]]]):
+    """Yields the batches of steps ``start_step`` … ``total_steps - 1`` for one rank.
+
+    The global batch of a step is ``batch_size`` consecutive positions in the stream of
+    per-epoch permutations; with several ranks each takes every ``world_size``-th sample of it,
+    which is what a distributed sampler does, without any state to save.
+    """
+
+    num_samples: int
+    batch_size: int
+    total_steps: int
+    seed: int = 0
+    start_step: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+    def _perm(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.num_samples, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        n = self.num_samples
+        cached: tuple[int, list[int]] = (-1, [])
+        for step in range(self.start_step, self.total_steps):
+            batch = []
+            for pos in range(step * self.batch_size, (step + 1) * self.batch_size):
+                epoch, i = divmod(pos, n)
+                if cached[0] != epoch:
+                    cached = (epoch, self._perm(epoch))
+                batch.append((epoch, cached[1][i]))
+            yield batch[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        return max(0, self.total_steps - self.start_step)

@@ -1,0 +1,280 @@
+"""The training loop: one function, driven by a :class:`TrainConfig`."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..inference import Deraining, resolve_device
+from ..metrics import load_rgb, score_pair
+from ..models.danet import DANet
+from ..models.registry import create_model
+from ..pairs import find_pairs
+from ..weights import resolve_model, save_pretrained
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import DataError, StepSampler, build_dataset
+from .distributed import Dist, init_distributed
+from .losses import DANetLoss
+from .recipes import TrainConfig, lr_at
+from .report import CsvLog, plot_curves, sample_grid
+
+__all__ = ["TrainResult", "train"]
+
+LAST = "last.safetensors"
+BEST_DIR = "best"
+LOG_COLUMNS = ("step", "lr", "loss", "ssim", "sec_per_step", "val_psnr", "val_ssim")
+VAL_SAMPLES = 4
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a run ended."""
+
+    run_dir: Path
+    step: int
+    best_psnr: float | None
+    best_ssim: float | None
+    exported: Path | None
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # the loader's processes must not compete with the model's threads
+
+
+def _identity_init(model: DANet) -> None:
+    with torch.no_grad():
+        model.dsn_out.weight.zero_()
+        model.rsn_out.weight.zero_()
+
+
+def _load_init(model: DANet, source: str) -> None:
+    donor, _ = resolve_model(source)
+    if donor.cfg != model.cfg:
+        raise DataError(f"{source}: weights are for {donor.cfg}, not {model.cfg}")
+    model.load_state_dict(donor.state_dict())
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    # Warm-up of the decay, so early EMA weights are not dominated by the random init.
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1.0 - d)
+
+
+def validate(
+    model: DANet, folder: str, device: torch.device, max_images: int | None = None
+) -> tuple[float, float, list[list[np.ndarray]]]:
+    """Mean Y-channel PSNR/SSIM on a paired folder, and a few (rainy, derained, clean) rows."""
+    pairs = find_pairs(folder)
+    if max_images:
+        pairs = pairs[:max_images]
+    if not pairs:
+        raise DataError(f"{folder}: no validation pairs found")
+    was_training = model.training
+    runner = Deraining(model, device=str(device), dtype=torch.float32, tile=None)
+    scores, rows = [], []
+    for rain_path, clean_path in pairs:
+        rainy, clean = load_rgb(rain_path), load_rgb(clean_path)
+        derained = runner.run(rainy)
+        scores.append(score_pair(derained, clean))
+        if len(rows) < VAL_SAMPLES:
+            rows.append([rainy, derained, clean])
+    model.train(was_training)
+    psnr = float(np.mean([s.psnr for s in scores]))
+    ssim = float(np.mean([s.ssim for s in scores]))
+    return psnr, ssim, rows
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool | str = False,
+    export: str | None = None,
+    device: str = "auto",
+    stop_at: int | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train (or fine-tune) a DANet as ``cfg`` says.
+
+    Args:
+        cfg: all settings; see :func:`~derain.train.recipes.get_recipe`.
+        resume: continue from ``<out>/last.safetensors`` (``True``) or from a checkpoint path.
+        export: write the best (or, without validation, the last) weights here as
+            ``model.safetensors`` + ``config.json``.
+        device: ``auto``, ``cpu``, ``cuda``…; under torchrun each process takes its local GPU.
+        stop_at: leave the loop after this step (the schedule still spans the whole run).
+        log: where progress lines go (rank 0 only).
+
+    Example:
+        >>> from derain.train import get_recipe, apply_overrides, train
+        >>> cfg = apply_overrides(get_recipe("cpu"), {"data": "photos/", "synthetic": "light"})
+        >>> train(cfg, export="my-model")  # doctest: +SKIP
+    """
+    dev = resolve_device(device)
+    dist = init_distributed(dev)
+    if dist.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", dist.local_rank)
+    try:
+        return _train(cfg, dist, dev, resume, export, stop_at, log if dist.is_main else _quiet)
+    finally:
+        dist.close()
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _train(
+    cfg: TrainConfig,
+    dist: Dist,
+    dev: torch.device,
+    resume: bool | str,
+    export: str | None,
+    stop_at: int | None,
+    log: Callable[[str], None],
+) -> TrainResult:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.batch_size % dist.world_size:
+        raise DataError(f"batch size {cfg.batch_size} is not divisible by {dist.world_size} GPUs")
+    run_dir = Path(cfg.out)
+    dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed)
+    steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model)
+    if cfg.init:
+        _load_init(model, cfg.init)
+    elif cfg.identity_init:
+        _identity_init(model)
+    # channels_last from the start in every run, so a resumed run computes exactly the same.
+    model = model.to(dev, memory_format=torch.channels_last).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    criterion = DANetLoss(cfg.charbonnier_eps, cfg.ssim_weight, cfg.lambda_rsn)
+
+    start, best = 0, {"psnr": None, "ssim": None}
+    if resume:
+        ckpt = Path(resume) if isinstance(resume, str) else run_dir / LAST
+        if not ckpt.is_file():
+            raise DataError(f"{ckpt}: no checkpoint to resume from")
+        start, extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, ema=ema)
+        best = extra.get("best", best)
+        log(f"resumed from {ckpt} at step {start}")
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    csv_log = CsvLog(run_dir / "log.csv", LOG_COLUMNS) if dist.is_main else None
+    if csv_log is not None and start:
+        csv_log.truncate_after(start)
+
+    net: torch.nn.Module = model
+    if dist.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    end = total if stop_at is None else min(total, stop_at)
+    sampler = StepSampler(
+        len(dataset), cfg.batch_size, end, cfg.seed, start, dist.rank, dist.world_size
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        worker_init_fn=_worker_init if cfg.workers else None,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=False,
+    )
+    use_amp = cfg.amp and dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    def checkpoint(step: int) -> None:
+        if dist.is_main:
+            save_checkpoint(
+                run_dir / LAST,
+                model=model,
+                optimizer=optimizer,
+                ema=ema,
+                step=step,
+                extra={"best": best, "config": dataclasses.asdict(cfg)},
+            )
+
+    def run_validation(step: int) -> dict[str, float]:
+        if not (cfg.val and dist.is_main):
+            return {}
+        psnr, ssim, rows = validate(ema or model, cfg.val, dev, cfg.val_max_images)
+        if best["psnr"] is None or psnr > best["psnr"]:
+            best.update(psnr=psnr, ssim=ssim)
+            save_pretrained(ema or model, run_dir / BEST_DIR, variant=cfg.model)
+        sample_grid(rows, run_dir / "samples.png")
+        log(f"step {step}: val PSNR {psnr:.2f} dB, SSIM {ssim:.4f} (best {best['psnr']:.2f})")
+        return {"val_psnr": round(psnr, 4), "val_ssim": round(ssim, 5)}
+
+    log(f"training {cfg.model} for steps {start}..{end} of {total} ({len(dataset)} images)")
+    step, tick = start, time.perf_counter()
+    for rainy, clean in loader:
+        rainy = rainy.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        clean = clean.to(dev, non_blocking=True)
+        lr = lr_at(cfg, step, total, steps_per_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        autocast = torch.autocast("cuda", amp_dtype) if use_amp else contextlib.nullcontext()
+        with autocast:
+            out = net(rainy)
+        terms = criterion(out, clean)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(terms.total).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if ema is not None:
+            _ema_update(ema, model, cfg.ema_decay, step)
+        step += 1
+        row: dict[str, Any] = {}
+        if step % cfg.log_every == 0 or step == end:
+            elapsed = (time.perf_counter() - tick) / max(1, step - start)
+            loss = float(terms.total)
+            row = {
+                "lr": f"{lr:.3g}",
+                "loss": round(loss, 5),
+                "ssim": round(terms.ssim_full, 4),
+                "sec_per_step": round(elapsed, 3),
+            }
+            log(
+                f"step {step}/{total} loss {loss:.4f} ssim {terms.ssim_full:.4f} "
+                f"lr {lr:.2e} {elapsed:.2f}s/step"
+            )
+        if cfg.val and (step % cfg.val_every == 0 or step == end):
+            row |= run_validation(step)
+        if csv_log is not None and row:
+            csv_log.write(step=step, **row)
+        if step % cfg.ckpt_every == 0 or step == end:
+            checkpoint(step)
+            if csv_log is not None:
+                plot_curves(csv_log.path, run_dir / "curves.png")
+        dist.barrier() if (step % cfg.ckpt_every == 0) else None
+
+    exported = None
+    if export and dist.is_main:
+        best_dir = run_dir / BEST_DIR
+        source = resolve_model(str(best_dir))[0] if best_dir.is_dir() else (ema or model)
+        exported = save_pretrained(source.float().cpu(), export, variant=cfg.model)
+        log(f"exported weights to {exported}")
+    return TrainResult(run_dir, step, best["psnr"], best["ssim"], exported)
