@@ -173,13 +173,13 @@ def _exif_bytes(exif: Image.Exif | bytes | None) -> bytes | None:
         parsed = Image.Exif()
         try:
             parsed.load(exif)
-        except Exception:  # a broken EXIF block is dropped rather than failing the image  # noqa: BLE001
+        except Exception:  # a broken EXIF block is dropped, not the image
             return None
         exif = parsed
     if not len(exif):
         return None
-    if _ORIENTATION in exif:
-        exif[_ORIENTATION] = 1
+    # Written even where reading dropped the tag, so no viewer rotates the upright pixels again.
+    exif[_ORIENTATION] = 1
     return exif.tobytes()
 
 
@@ -225,7 +225,7 @@ def write_image_atomic(
     path: str | os.PathLike[str],
     quality: int = 95,
     *,
-    format: str | None = None,  # noqa: A002 (Pillow's own name for it)
+    format: str | None = None,
     icc_profile: bytes | None = None,
     exif: Image.Exif | bytes | None = None,
 ) -> Path:
@@ -254,17 +254,20 @@ def write_image_atomic(
     if fmt is None or fmt not in Image.SAVE:
         raise OutputError(f"{path}: cannot tell which image format to write from the name")
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    created = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # os.open with 0o666 lets the umask decide the final permissions, as for a plain open().
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        created = True
         with os.fdopen(fd, "wb") as f:
             _save(image, f, fmt, quality, icc_profile, exif)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        if created:
+            tmp.unlink(missing_ok=True)
         if isinstance(exc, (OSError, ValueError, KeyError)) and not isinstance(exc, OutputError):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise OutputError(f"{path}: cannot write ({reason})") from exc

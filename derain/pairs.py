@@ -79,13 +79,11 @@ def scan_pairs(root: str | os.PathLike[str]) -> PairScan:
     inputs, targets = _images_by_stem(inputs_dir), _images_by_stem(targets_dir)
     common = sorted(inputs.keys() & targets.keys(), key=_natural)
     if not common:
-        raise DerainError(
-            f"{root}: no image in {names[0]}/ has a same-named target in {names[1]}/"
-        )
+        raise DerainError(f"{root}: no image in {names[0]}/ has a same-named target in {names[1]}/")
     return PairScan(
         pairs=[(inputs[s], targets[s]) for s in common],
-        unpaired_inputs=sorted((inputs[s].name for s in inputs.keys() - targets.keys())),
-        unpaired_targets=sorted((targets[s].name for s in targets.keys() - inputs.keys())),
+        unpaired_inputs=sorted(inputs[s].name for s in inputs.keys() - targets.keys()),
+        unpaired_targets=sorted(targets[s].name for s in targets.keys() - inputs.keys()),
         layout=names,
     )
 

@@ -7,8 +7,10 @@ a lone ``.safetensors`` file describes itself. Nothing here ever unpickles.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import tempfile
@@ -244,11 +246,18 @@ def _load_hub(spec: str) -> DANet:
     from huggingface_hub.errors import (
         EntryNotFoundError,
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
+    # Transport failures of the HTTP client below huggingface_hub (httpx2 in 2.x, httpx in 1.x)
+    # are not OSErrors, and a failed file GET (after its retries) raises them unwrapped.
+    transport: tuple[type[Exception], ...] = ()
+    for client in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError):
+            transport += (importlib.import_module(client).HTTPError,)
     repo_id, _, revision = spec.removeprefix(HUB_PREFIX).partition("@")
     if repo_id.count("/") != 1:
         raise ModelNotFoundError(f"{spec}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@rev'")
@@ -257,6 +266,9 @@ def _load_hub(spec: str) -> DANet:
             name: Path(hf_hub_download(repo_id, name, revision=revision or None))
             for name in (CONFIG_NAME, WEIGHTS_NAME)
         }
+    except HFValidationError as exc:  # a ValueError: malformed repo id, never reaches the network
+        first = str(exc).splitlines()[0]
+        raise ModelNotFoundError(f"{spec}: not a valid Hub repository id ({first})") from None
     except LocalEntryNotFoundError:
         raise WeightsNotAvailableError(
             f"{spec}: not in the local cache and the Hub cannot be reached "
@@ -270,7 +282,7 @@ def _load_hub(spec: str) -> DANet:
         raise WeightsNotAvailableError(
             f"{spec}: repository has no {WEIGHTS_NAME} and {CONFIG_NAME}"
         ) from None
-    except (HfHubHTTPError, OSError) as exc:
+    except (HfHubHTTPError, OSError, *transport) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WeightsNotAvailableError(f"{spec}: download failed ({first})") from None
     config = _read_json(files[CONFIG_NAME])

@@ -250,7 +250,7 @@ def _train(
         row: dict[str, Any] = {}
         if step % cfg.log_every == 0 or step == end:
             elapsed = (time.perf_counter() - tick) / max(1, step - start)
-            loss = float(terms.total)
+            loss = float(terms.total.detach())
             row = {
                 "lr": f"{lr:.3g}",
                 "loss": round(loss, 5),

@@ -1,0 +1,148 @@
+"""Which file goes where: turning ``derain run``'s arguments into a list of jobs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io_files import InputFile, derained_path, expand_inputs, has_glob
+from .common import UsageProblem
+
+STDIO = "-"
+_LAYER_SUFFIXES = ("_rain", "_mask")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to derain.
+
+    Attributes:
+        source: the input file; ``None`` reads stdin.
+        target: the output file; ``None`` writes stdout.
+        layers: where ``--save-rain`` writes the rain layer and the mask, if asked.
+    """
+
+    source: InputFile | None
+    target: Path | None
+    layers: tuple[Path, Path] | None
+
+    @property
+    def name(self) -> str:
+        """The input as shown in messages."""
+        return str(self.source.path) if self.source else "<stdin>"
+
+    def outputs(self) -> list[Path]:
+        """Every file this job writes."""
+        return [p for p in (self.target, *(self.layers or ())) if p is not None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The jobs of one command, and the arguments that yielded no image (one line each)."""
+
+    jobs: list[Job]
+    errors: list[str]
+    single: bool
+
+
+def _layers(folder: Path, stem: str, save_rain: bool) -> tuple[Path, Path] | None:
+    if not save_rain:
+        return None
+    return folder / f"{stem}_rain.png", folder / f"{stem}_mask.png"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    return b.exists() and os.path.samefile(a, b)
+
+
+def _stdin_plan(output: str | None, save_rain: bool) -> Plan:
+    if output in (None, STDIO):
+        if save_rain:
+            raise UsageProblem("--save-rain: needs a file output, not stdout")
+        return Plan([Job(None, None, None)], [], single=True)
+    target = Path(output)
+    if target.is_dir():
+        raise UsageProblem(f"{output}: is a folder; give a file name for the image read from stdin")
+    return Plan([Job(None, target, _layers(target.parent, target.stem, save_rain))], [], True)
+
+
+def _single_plan(source: Path, output: str | None, save_rain: bool) -> Plan:
+    if output == STDIO:
+        if save_rain:
+            raise UsageProblem("--save-rain: needs a file output, not stdout")
+        return Plan([Job(InputFile(source, Path(source.name)), None, None)], [], single=True)
+    if output is None:
+        target = derained_path(source)
+    elif Path(output).is_dir() or output.endswith(("/", os.sep)):
+        target = Path(output) / source.name
+    else:
+        target = Path(output)
+    job = Job(
+        InputFile(source, Path(source.name)), target, _layers(target.parent, source.stem, save_rain)
+    )
+    return Plan([job], [], single=True)
+
+
+def _is_own_output(path: Path, stems: set[str]) -> bool:
+    """An output of an earlier run written beside its input (so reruns do not derain it)."""
+    if path.stem.endswith("_derained"):
+        return True
+    return path.suffix.lower() == ".png" and any(
+        path.stem.endswith(s) and path.stem.removesuffix(s) in stems for s in _LAYER_SUFFIXES
+    )
+
+
+def plan_jobs(inputs: Sequence[str], output: str | None, recursive: bool, save_rain: bool) -> Plan:
+    """Work out every (input, output) pair before anything is written.
+
+    Raises:
+        UsageProblem: contradictory arguments, or an output that would overwrite an input.
+    """
+    if STDIO in inputs:
+        if len(inputs) > 1:
+            raise UsageProblem("-: stdin cannot be combined with other inputs")
+        return _stdin_plan(output, save_rain)
+    if len(inputs) == 1 and Path(inputs[0]).is_file():
+        plan = _single_plan(Path(inputs[0]), output, save_rain)
+    else:
+        plan = _batch_plan(inputs, output, recursive, save_rain)
+    seen: dict[Path, Job] = {}
+    for job in plan.jobs:
+        assert job.source is not None
+        for out in job.outputs():
+            if _same_file(job.source.path, out):
+                raise UsageProblem(f"{out}: output would overwrite the input; choose another -o")
+            key = out.resolve()
+            if key in seen:
+                raise UsageProblem(
+                    f"{out}: both {seen[key].name} and {job.name} would be written here"
+                )
+            seen[key] = job
+    return plan
+
+
+def _batch_plan(
+    inputs: Sequence[str], output: str | None, recursive: bool, save_rain: bool
+) -> Plan:
+    if output == STDIO:
+        raise UsageProblem("-o -: stdout takes a single input image")
+    out_dir = Path(output) if output is not None else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise UsageProblem(f"{output}: is a file; with several inputs -o must be a folder")
+    files, errors = expand_inputs(inputs, recursive, exclude=out_dir)
+    jobs = []
+    if out_dir is None:
+        stems: dict[Path, set[str]] = {}
+        for f in files:
+            stems.setdefault(f.path.parent, set()).add(f.path.stem)
+        files = [f for f in files if not _is_own_output(f.path, stems[f.path.parent])]
+    for f in files:
+        target = out_dir / f.relative if out_dir is not None else derained_path(f.path)
+        jobs.append(Job(f, target, _layers(target.parent, f.path.stem, save_rain)))
+    # One path that is neither a folder nor a pattern (a missing file) reads as a single image.
+    single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and not has_glob(inputs[0])
+    return Plan(jobs, errors, single=single)

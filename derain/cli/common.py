@@ -1,0 +1,142 @@
+"""Pieces shared by the commands: one-line errors on stderr, and the model options."""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Iterator
+from typing import Annotated
+
+import click
+import torch
+import typer
+from PIL import Image
+from rich.console import Console
+
+from ..errors import DerainError, ModelNotFoundError, WeightsError
+from ..inference import Deraining
+
+PROG = "derain"
+MIN_TILE = 64
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m", help="Model name (see `derain models`), hf-hub:owner/repo, or path."
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+TileOpt = Annotated[
+    str, typer.Option(help="Tile side in pixels (>= 64), 'auto' (from free memory) or 'none'.")
+]
+OverlapOpt = Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles.")]
+Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Compute in float32 on CUDA too.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+MaxPixelsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="Allow images up to this many pixels (Pillow's bomb guard); 0: no limit."
+    ),
+]
+
+
+class UsageProblem(DerainError):
+    """Arguments that contradict each other; reported in one line with exit code 2."""
+
+
+class Reporter:
+    """Human output on stderr, so stdout stays free for image bytes and tables."""
+
+    def __init__(self, quiet: bool = False, debug: bool = False) -> None:
+        self.quiet = quiet
+        self.debug = debug
+        self.console = Console(stderr=True, highlight=False)
+
+    def _line(self, text: str) -> None:
+        # soft_wrap keeps each message on one line whatever the terminal width.
+        self.console.print(text, markup=False, soft_wrap=True)
+
+    def error(self, message: str, exc: BaseException | None = None) -> None:
+        """Print ``derain: error: <message>`` (after the traceback with ``--debug``)."""
+        if self.debug and exc is not None:
+            self.console.file.write("".join(traceback.format_exception(exc)))
+        self._line(f"{PROG}: error: {message}")
+
+    def warning(self, message: str) -> None:
+        """Print ``derain: warning: <message>`` unless quiet."""
+        if not self.quiet:
+            self._line(f"{PROG}: warning: {message}")
+
+    def info(self, message: str) -> None:
+        """Print a plain line unless quiet."""
+        if not self.quiet:
+            self._line(message)
+
+
+def describe(exc: BaseException, subject: str | None = None) -> str:
+    """One line for an error: ``<file>: <problem>``, prefixing ``subject`` if not named."""
+    if isinstance(exc, OSError) and not isinstance(exc, DerainError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = str(exc).strip()
+        text = text.splitlines()[0] if text else type(exc).__name__
+        if not isinstance(exc, (DerainError, OSError)):
+            text = f"unexpected {type(exc).__name__}: {text} (run with --debug for a traceback)"
+    if subject and not text.startswith(subject):
+        text = f"{subject}: {text}"
+    return text
+
+
+@contextlib.contextmanager
+def fatal_errors(reporter: Reporter) -> Iterator[None]:
+    """Turn any error escaping a command into one line on stderr and an exit code.
+
+    Usage problems exit with 2, other failures with 1, Ctrl-C with 130.
+    """
+    try:
+        yield
+    except (typer.Exit, click.exceptions.Exit, click.ClickException):
+        raise
+    except KeyboardInterrupt:
+        reporter.error("interrupted")
+        raise typer.Exit(130) from None
+    except UsageProblem as exc:
+        reporter.error(describe(exc), exc)
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        reporter.error(describe(exc), exc)
+        raise typer.Exit(1) from None
+
+
+def parse_tile(text: str) -> int | str | None:
+    """``auto``, ``none`` or an integer >= 64, as :class:`derain.Deraining` takes it."""
+    value = text.strip().lower()
+    if value in ("auto", "none"):
+        return None if value == "none" else "auto"
+    if not value.isdigit() or int(value) < MIN_TILE:
+        raise UsageProblem(
+            f"--tile: expected an integer >= {MIN_TILE}, 'auto' or 'none', got {text!r}"
+        )
+    return int(value)
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Raise Pillow's decompression-bomb limit for the duration of a command."""
+    saved = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels or None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def load_deraining(model: str, device: str, tile: str, overlap: int, fp32: bool) -> Deraining:
+    """Build the :class:`derain.Deraining` front object from the command-line options."""
+    dtype = torch.float32 if fp32 else None
+    try:
+        return Deraining(model, device=device, dtype=dtype, tile=parse_tile(tile), overlap=overlap)
+    except (ModelNotFoundError, WeightsError) as exc:  # name the model the message is about
+        raise type(exc)(describe(exc, model)) from exc

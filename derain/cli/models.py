@@ -1,0 +1,54 @@
+"""``derain models``: the registered variants, their size, cost, weights and scores."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..models import DANet, get_model_info, list_models
+from ..models.registry import ModelInfo
+from ..weights import shipped_weights_dir
+
+HELP = """List the models: parameters, MACs at 512×512, where the weights come from, scores."""
+
+
+def _weights_source(info: ModelInfo) -> str:
+    w = info.weights
+    shipped = (shipped_weights_dir() / w.filename).is_file()
+    parts = [
+        "shipped" if shipped else "not shipped",
+        "sha256 ✓" if w.sha256 else "no sha256",  # load_shipped refuses a file without one
+        f"hub: {w.hub_id}" if w.hub_id else "no hub",
+    ]
+    return "; ".join(parts)
+
+
+def _scores(info: ModelInfo) -> str:
+    if info.weights.rain12 is None:
+        return "—"
+    psnr, ssim = info.weights.rain12
+    return f"{psnr:.2f} / {ssim:.4f}"
+
+
+def models() -> None:
+    """Print the table of registered models."""
+    table = Table(title="derain models", caption="GMACs: the paper's figures at 512×512")
+    table.add_column("model", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("GMACs", justify="right", no_wrap=True)
+    table.add_column("weights")
+    table.add_column("Rain12 PSNR/SSIM", justify="right")
+    for name in list_models():
+        info = get_model_info(name)
+        # Counted from a freshly built network, so the table cannot drift from the code.
+        params = sum(p.numel() for p in DANet(info.config).parameters())
+        table.add_row(
+            name, f"{params:,}", f"{info.paper_gmacs_512:.1f}", _weights_source(info), _scores(info)
+        )
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``models`` to ``app``."""
+    app.command("models", help=HELP)(models)
