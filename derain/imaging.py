@@ -7,6 +7,7 @@ touch (alpha) are carried through unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable
@@ -55,6 +56,7 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
         raise ImageError(f"{name}: no such file")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data" on opening a JPEG
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
                 if getattr(im, "n_frames", 1) > 1:
@@ -83,11 +85,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _exif_transpose(im: Image.Image) -> Image.Image:
-    try:
-        out = ImageOps.exif_transpose(im)
-    except Exception:  # a broken EXIF block must not lose the picture
-        out = None
-    return out if out is not None else im.copy()
+    # Pillow warns (several lines on stderr) about a corrupt EXIF block each time it parses it:
+    # parse it here once, quietly, so later getexif() calls get the cached result.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            out = ImageOps.exif_transpose(im)
+        except Exception:  # a broken EXIF block must not lose the picture
+            out = None
+        out = out if out is not None else im.copy()
+        with contextlib.suppress(Exception):  # a failed parse is cached too: half an EXIF
+            out.getexif()
+    return out
 
 
 def decode(image: Any, name: str = "image") -> Decoded:

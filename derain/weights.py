@@ -13,7 +13,6 @@ import hashlib
 import importlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .errors import ModelNotFoundError, WeightsError, WeightsNotAvailableError
+from .io_files import remove_stale_temps, temp_path
 from .models.danet import DANet, DANetConfig
 from .models.registry import ModelInfo, get_model_info, list_models
 
@@ -80,8 +80,8 @@ def _config_dict(model: DANet, variant: str | None) -> dict[str, Any]:
 def _atomic_write(path: Path, write: Any) -> None:
     """Run ``write(tmp_path)`` then move the temp file over ``path`` in one step."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    remove_stale_temps(path)  # a run killed mid-write (a checkpoint) leaves its temp file
+    tmp = temp_path(path)
     try:
         write(Path(tmp))
         with open(tmp, "rb") as f:
