@@ -48,7 +48,7 @@ def test_numpy_dtype_and_shape_are_kept(derain: Deraining, dtype, scale, shape) 
     out = derain.run(arr)
     assert out.shape == arr.shape and out.dtype == arr.dtype
     if np.issubdtype(dtype, np.floating):
-        assert 0.0 <= out.min() and out.max() <= 1.0
+        assert out.min() >= 0.0 and out.max() <= 1.0
 
 
 def test_non_contiguous_array(derain: Deraining) -> None:
@@ -85,7 +85,9 @@ def test_return_layers(derain: Deraining) -> None:
     assert res.rain.shape == res.mask.shape == (37, 53)
 
 
-@pytest.mark.parametrize("bad", [torch.full((3, 8, 8), float("nan")), torch.rand(5, 8, 8), torch.rand(8)])
+@pytest.mark.parametrize(
+    "bad", [torch.full((3, 8, 8), float("nan")), torch.rand(5, 8, 8), torch.rand(8)]
+)
 def test_bad_tensors_are_refused(derain: Deraining, bad: torch.Tensor) -> None:
     with pytest.raises(ImageError):
         derain.run(bad)

@@ -51,7 +51,7 @@ def test_forward_returns_named_outputs() -> None:
     assert out.derained.shape == (2, 3, 32, 48)
     assert out.derained_low.shape == out.rain.shape == (2, 3, 16, 24)
     assert out.mask.shape == (2, 8, 16, 24)
-    assert 0 <= float(out.mask.min()) and float(out.mask.max()) <= 1
+    assert float(out.mask.min()) >= 0 and float(out.mask.max()) <= 1
 
 
 def test_input_size_must_be_a_multiple_of_16() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +25,7 @@ def test_tile_starts_cover_everything() -> None:
     for size in (512, 513, 1000, 1024):
         starts = tile_starts(size, 256, 32)
         assert starts[0] == 0 and starts[-1] + 256 == size
-        assert all(b - a <= 256 - 32 for a, b in zip(starts, starts[1:], strict=False))
+        assert all(b - a <= 256 - 32 for a, b in itertools.pairwise(starts))
 
 
 def test_blend_is_a_partition_of_unity() -> None:
@@ -63,6 +65,7 @@ def test_tiled_run_matches_whole_image_without_seams(tile: int) -> None:
     # below 1/255 (one 8-bit level), i.e. invisible after quantisation.
     diff = np.abs(tiled - whole).mean(axis=2)
     assert diff.mean() < 1 / 255
+
     # Seams: a seam is a jump between adjacent columns (rows) that the whole-image result does
     # not have. Compare the tiled result's step across every tile border with its own typical
     # step between neighbouring columns; a visible seam would be far larger than typical.
