@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,6 @@ __all__ = [
     "Score",
     "ScoreSummary",
     "load_rgb",
-    "match_folders",
     "psnr",
     "rgb_to_y",
     "score_pair",
@@ -51,7 +50,6 @@ _WINDOW = 11
 _SIGMA = 1.5
 _K1 = 0.01
 _K2 = 0.03
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -277,39 +275,3 @@ def score_pairs(pairs: Iterable[tuple[ImageLike, ImageLike]]) -> ScoreSummary:
         names.append(_name(restored, i))
         scores.append(score_pair(restored, target))
     return ScoreSummary(names=tuple(names), scores=tuple(scores))
-
-
-def match_folders(
-    restored_dir: str | Path, target_dir: str | Path, suffixes: Sequence[str] = _IMAGE_SUFFIXES
-) -> list[tuple[Path, Path]]:
-    """Pair images of two folders by file stem (``3.png`` ↔ ``3.jpg``), sorted naturally.
-
-    Args:
-        restored_dir: folder of restored images.
-        target_dir: folder of ground-truth images.
-        suffixes: image file suffixes to consider (lower case).
-
-    Raises:
-        ImageError: a folder is missing, a restored image has no target, or none match.
-
-    Example:
-        >>> pairs = match_folders("out", "Rain12/norain")  # doctest: +SKIP
-        >>> score_pairs(pairs).psnr  # doctest: +SKIP
-    """
-
-    def images(folder: Path) -> dict[str, Path]:
-        if not folder.is_dir():
-            raise ImageError(f"not a folder: {folder}")
-        return {p.stem: p for p in folder.iterdir() if p.suffix.lower() in suffixes}
-
-    restored, target = images(Path(restored_dir)), images(Path(target_dir))
-    missing = sorted(set(restored) - set(target))
-    if missing:
-        raise ImageError(f"no ground truth in {target_dir} for: {', '.join(missing[:5])}")
-    if not restored:
-        raise ImageError(f"no images in {restored_dir}")
-
-    def natural(stem: str) -> tuple[int, int | str]:
-        return (0, int(stem)) if stem.isdigit() else (1, stem)
-
-    return [(restored[s], target[s]) for s in sorted(restored, key=natural)]

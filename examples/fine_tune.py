@@ -1,0 +1,27 @@
+"""Fine-tune the shipped DANet on your own rainy/clean pairs, then use the result.
+
+Your folder holds `input/` and `target/` (or `rain/` and `norain/`) with matching file names.
+The same as: derain train --data pairs/ --recipe cpu --init danet --set steps=500 --export tuned/
+
+    python examples/fine_tune.py pairs/ tuned/
+"""
+
+from __future__ import annotations
+
+import sys
+
+from derain import Deraining
+from derain.train import apply_overrides, get_recipe, train
+
+
+def main(data: str, export: str) -> None:
+    cfg = apply_overrides(
+        get_recipe("cpu"),
+        {"data": data, "init": "danet", "steps": 500, "identity_init": False, "out": "runs/tune"},
+    )
+    train(cfg, export=export)
+    print(Deraining(export))  # loads the fine-tuned weights like any other model
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
