@@ -99,7 +99,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true", help="fewer runs, smaller images")
-    parser.add_argument("--out", type=Path, default=None, help="results JSON (default: per machine)")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON file")
 
 
 def setup(args: argparse.Namespace) -> torch.device:
@@ -118,22 +118,57 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used so far (from /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class Contention:
+    """Share of the machine's CPUs that *other* processes used while the block ran.
+
+    A benchmark on a shared machine is only meaningful when this is near 0; the scripts
+    record it next to each figure.
+    """
+
+    def __enter__(self) -> Contention:
+        self._busy, self._wall = _busy_seconds(), time.perf_counter()
+        t = os.times()
+        self._own = t.user + t.system + t.children_user + t.children_system
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system - self._own
+        wall = time.perf_counter() - self._wall
+        others = _busy_seconds() - self._busy - own
+        self.share = round(max(0.0, others) / max(wall, 1e-9) / (os.cpu_count() or 1), 3)
+        if self.share > 0.05:
+            print(f"warning: other processes used {self.share:.0%} of the CPUs", file=sys.stderr)
+
+
 def time_runs(fn: Callable[[], Any], device: torch.device, warmup: int, runs: int) -> dict:
     """Seconds per call: median, min and max of ``runs`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     sync(device)
     times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
+    with Contention() as busy:
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - start)
     return {
         "median_s": round(statistics.median(times), 4),
         "min_s": round(min(times), 4),
         "max_s": round(max(times), 4),
         "runs": runs,
+        "other_cpu_share": busy.share,
     }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -194,13 +193,17 @@ class Deraining:
             name = os.fspath(image)
             image = open_image(image)
         decoded: Decoded = decode(image, name)
+        restore, restore_gray = decoded.restore, decoded.restore_gray
         out = self._run_rgb(decoded.rgb, return_layers, progress)[0].permute(1, 2, 0).numpy()
-        result = decoded.restore(np.clip(out[:, :, :3], 0.0, 1.0))
+        # Peak memory is image-sized buffers: drop the float input and clip in place.
+        del decoded
+        rgb = out[:, :, :3]
+        result = restore(np.clip(rgb, 0.0, 1.0, out=rgb))
         if not return_layers:
             return result
         # The rain layer is what was removed: brightness in [0, 1] after clipping.
         rain = np.clip(out[:, :, 3], 0.0, 1.0)
-        return DerainResult(result, decoded.restore_gray(rain), decoded.restore_gray(out[:, :, 4]))
+        return DerainResult(result, restore_gray(rain), restore_gray(out[:, :, 4]))
 
     def run(
         self,
@@ -242,11 +245,6 @@ class Deraining:
         return self._run_one(image, "image", return_layers, progress)
 
     __call__ = run
-
-    def iter_run(self, images: Sequence[Any], **kwargs: Any) -> Iterator[Any]:
-        """Yield results one by one (useful with a progress bar)."""
-        for image in images:
-            yield self.run(image, **kwargs)
 
     def save_pretrained(
         self, directory: str | os.PathLike[str], variant: str | None = None

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["pad_to_multiple", "run_tiled", "tile_starts"]
+__all__ = ["pad_to_multiple", "run_tiled", "tile_grid", "tile_starts"]
 
 TileFn = Callable[[Tensor], Tensor]
 Progress = Callable[[int, int], None]
@@ -48,6 +48,28 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     starts = [i * stride for i in range(count)]
     starts[-1] = size - tile  # the last tile ends at the border; it overlaps a little more
     return sorted(set(starts))
+
+
+def _even_side(size: int, tile: int, overlap: int, multiple: int) -> int:
+    """Tile side along one axis: as many tiles as ``tile`` needs, but shared out evenly.
+
+    With a fixed side the last tile overlaps its neighbour by up to a whole tile (a 2048 px
+    side takes five 512 px tiles, 2560 px of work); the shortest side, still a multiple of
+    ``multiple``, that covers ``size`` with the same number of tiles wastes only the overlap.
+    """
+    if size <= tile:
+        return size
+    count = len(tile_starts(size, tile, overlap))
+    side = math.ceil((size + (count - 1) * overlap) / count / multiple) * multiple
+    return min(tile, side)
+
+
+def tile_grid(
+    h: int, w: int, tile: int, overlap: int, multiple: int
+) -> tuple[list[int], list[int], int, int]:
+    """Row starts, column starts, tile height and tile width that cover an h×w image."""
+    th, tw = _even_side(h, tile, overlap, multiple), _even_side(w, tile, overlap, multiple)
+    return tile_starts(h, th, overlap), tile_starts(w, tw, overlap), th, tw
 
 
 def _ramp(length: int, overlap: int, fade_in: bool, fade_out: bool) -> Tensor:
@@ -97,8 +119,7 @@ def run_tiled(
         return out
     tile = math.ceil(tile / multiple) * multiple
     overlap = max(0, min(overlap, tile // 2))
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    th, tw = min(tile, h), min(tile, w)
+    ys, xs, th, tw = tile_grid(h, w, tile, overlap, multiple)
     acc: Tensor | None = None
     weight = torch.zeros(1, 1, h, w)
     total, done = len(ys) * len(xs), 0
