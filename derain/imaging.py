@@ -69,19 +69,22 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
             f"{name}: image is too large for Pillow's decompression-bomb guard ({exc}); "
-            "pass --max-pixels to allow it"
+            "pass --max-pixels N to allow it (in Python: raise PIL.Image.MAX_IMAGE_PIXELS)"
         ) from None
     except UnidentifiedImageError:
         if p.stat().st_size == 0:
             raise ImageError(f"{name}: file is empty") from None
         raise ImageError(f"{name}: not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Exception as exc:  # Pillow's plugins raise many kinds (IndexError, struct.error…)
         raise ImageError(f"{name}: cannot read image ({_first_line(exc)})") from None
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = str(exc).strip()
+    text = text.splitlines()[0] if text else ""
+    if isinstance(exc, (OSError, SyntaxError, ValueError, EOFError)):  # Pillow's own messages
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _exif_transpose(im: Image.Image) -> Image.Image:
@@ -238,9 +241,10 @@ def _decode_scaled(
 ) -> Decoded:
     """32-bit integer or float images: map their value range to [0, 1] and back."""
     mode = im.mode
-    arr = np.asarray(im, dtype=np.float64)
-    if not np.isfinite(arr).all():
+    arr = np.asarray(im)
+    if not np.isfinite(arr).all():  # checked before the cast: a signalling NaN would warn there
         raise ImageError(f"{name}: image contains NaN or infinity")
+    arr = arr.astype(np.float64)
     lo, hi = float(arr.min()), float(arr.max())
     if mode == "F" and lo >= 0.0 and hi <= 1.0:
         lo, hi = 0.0, 1.0

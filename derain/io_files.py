@@ -249,10 +249,11 @@ def remove_stale_temps(path: Path) -> None:
     """Delete the temp files of ``path`` (see :func:`temp_path`) whose writer is gone."""
     if os.name != "posix":  # os.kill(pid, 0) only probes a process on POSIX
         return
-    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[0-9a-f]{8}\.tmp")
+    prefix = f".{path.name}."
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.[0-9a-f]{8}\.tmp")
     with contextlib.suppress(OSError):
         for name in os.listdir(path.parent):
-            match = pattern.fullmatch(name)
+            match = name.startswith(prefix) and pattern.fullmatch(name)
             if match and not _is_live_process(int(match[1])):
                 with contextlib.suppress(OSError):
                     os.unlink(path.parent / name)

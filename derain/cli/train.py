@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import DerainError
+from .common import Reporter, fatal_errors
 
 
 def _overrides(**options: Any) -> dict[str, Any]:
@@ -126,7 +129,18 @@ def rain_preview_command(
     typer.echo(f"wrote {written}")
 
 
+def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Report errors (and Ctrl-C) as one line and an exit code, as the other commands do."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        with fatal_errors(Reporter()):
+            command(*args, **kwargs)
+
+    return wrapper
+
+
 def register(app: typer.Typer) -> None:
     """Add the training commands to ``app``."""
-    app.command("train")(train_command)
-    app.command("rain-preview")(rain_preview_command)
+    app.command("train")(_one_line_errors(train_command))
+    app.command("rain-preview")(_one_line_errors(rain_preview_command))

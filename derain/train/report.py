@@ -32,12 +32,20 @@ class CsvLog:
             os.fsync(f.fileno())
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows past ``step`` (left by a run that was killed after its last checkpoint)."""
+        """Drop rows past ``step`` (left by a run that was killed after its last checkpoint).
+
+        The log is rewritten atomically, and one that a kill left empty or header-less is
+        given its header back, so a resume can always go on.
+        """
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
-        with open(self.path, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
+        kept = [r for r in rows if r and r[0].isdigit() and int(r[0]) <= step]
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows([self.columns, *kept])
+
+        _atomic_write(self.path, write)
 
 
 def plot_curves(log_path: Path, out_path: Path) -> None:

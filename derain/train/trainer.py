@@ -179,7 +179,7 @@ def _train(
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     csv_log = CsvLog(run_dir / "log.csv", LOG_COLUMNS) if dist.is_main else None
-    if csv_log is not None and start:
+    if csv_log is not None:  # rows past the checkpoint (all of them in a fresh run) are stale
         csv_log.truncate_after(start)
 
     net: torch.nn.Module = model
