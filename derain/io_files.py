@@ -7,12 +7,9 @@ running it again can skip every output that exists.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import io
 import os
-import re
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +17,7 @@ from typing import IO, Any
 
 from PIL import Image
 
+from .atomic import atomic_write
 from .errors import OutputError
 
 __all__ = [
@@ -32,8 +30,6 @@ __all__ = [
     "has_glob",
     "is_image_name",
     "iter_images",
-    "remove_stale_temps",
-    "temp_path",
     "write_image_atomic",
 ]
 
@@ -224,41 +220,6 @@ def encode_image(
     return buf.getvalue()
 
 
-def temp_path(path: Path) -> Path:
-    """A hidden temp file beside ``path`` for an atomic write: ``.NAME.PID.RANDOM.tmp``.
-
-    The writer's process id in the name lets a later write to ``path`` recognise, and delete,
-    the temp file of a run that was killed before it could clean up (SIGKILL, power loss).
-    """
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-def _is_live_process(pid: int) -> bool:
-    if pid == os.getpid():  # this process removes its temp files as soon as a write fails
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, but belongs to another user
-        return True
-    return True
-
-
-def remove_stale_temps(path: Path) -> None:
-    """Delete the temp files of ``path`` (see :func:`temp_path`) whose writer is gone."""
-    if os.name != "posix":  # os.kill(pid, 0) only probes a process on POSIX
-        return
-    prefix = f".{path.name}."
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.[0-9a-f]{8}\.tmp")
-    with contextlib.suppress(OSError):
-        for name in os.listdir(path.parent):
-            match = name.startswith(prefix) and pattern.fullmatch(name)
-            if match and not _is_live_process(int(match[1])):
-                with contextlib.suppress(OSError):
-                    os.unlink(path.parent / name)
-
-
 def write_image_atomic(
     image: Image.Image,
     path: str | os.PathLike[str],
@@ -292,24 +253,15 @@ def write_image_atomic(
     fmt = format or format_for_path(path) or image.format
     if fmt is None or fmt not in Image.SAVE:
         raise OutputError(f"{path}: cannot tell which image format to write from the name")
-    tmp = temp_path(path)
-    created = False
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(path)
-        # os.open with 0o666 lets the umask decide the final permissions, as for a plain open().
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        created = True
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "xb") as f:
             _save(image, f, fmt, quality, icc_profile, exif)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if created:
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, (OSError, ValueError, KeyError)) and not isinstance(exc, OutputError):
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise OutputError(f"{path}: cannot write ({reason})") from exc
+
+    try:
+        return atomic_write(path, write)
+    except OutputError:
         raise
-    return path
+    except (OSError, ValueError, KeyError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OutputError(f"{path}: cannot write ({reason})") from exc

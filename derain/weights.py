@@ -20,8 +20,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .atomic import atomic_write
 from .errors import ModelNotFoundError, WeightsError, WeightsNotAvailableError
-from .io_files import remove_stale_temps, temp_path
 from .models.danet import DANet, DANetConfig
 from .models.registry import ModelInfo, get_model_info, list_models
 
@@ -77,21 +77,6 @@ def _config_dict(model: DANet, variant: str | None) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Run ``write(tmp_path)`` then move the temp file over ``path`` in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)  # a run killed mid-write (a checkpoint) leaves its temp file
-    tmp = temp_path(path)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_pretrained(
     model: DANet,
     directory: str | os.PathLike[str],
@@ -120,10 +105,10 @@ def save_pretrained(
     }
     metadata = {"format": "pt", "derain": json.dumps(config, sort_keys=True)}
     weights_path = directory / WEIGHTS_NAME
-    _atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     config["sha256"] = sha256_of(weights_path)
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return weights_path
 
 

@@ -1,6 +1,6 @@
 """Derain one image with the shipped weights and save the result beside it.
 
-    python examples/derain_image.py examples/rocket_rain.png
+python examples/derain_image.py examples/rocket_rain.png
 """
 
 from __future__ import annotations

@@ -14,10 +14,9 @@ from PIL import Image
 from rich.console import Console
 
 from ..errors import DerainError, ModelNotFoundError, WeightsError
-from ..inference import Deraining
+from ..inference import MIN_TILE, Deraining
 
 PROG = "derain"
-MIN_TILE = 64
 
 ModelOpt = Annotated[
     str,

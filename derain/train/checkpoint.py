@@ -18,8 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_write
 from ..errors import WeightsError
-from ..weights import _atomic_write
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
@@ -71,7 +71,7 @@ def save_checkpoint(
         "extra": extra,
     }
     metadata = {"derain.checkpoint": json.dumps(meta, default=_jsonable)}
-    _atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..weights import _atomic_write
+from ..atomic import atomic_write
 
 __all__ = ["CsvLog", "plot_curves", "sample_grid"]
 
@@ -45,7 +45,7 @@ class CsvLog:
             with open(tmp, "w", newline="") as f:
                 csv.writer(f).writerows([self.columns, *kept])
 
-        _atomic_write(self.path, write)
+        atomic_write(self.path, write)
 
 
 def plot_curves(log_path: Path, out_path: Path) -> None:
@@ -75,7 +75,7 @@ def plot_curves(log_path: Path, out_path: Path) -> None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    _atomic_write(out_path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    atomic_write(out_path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     plt.close(fig)
 
 
@@ -96,4 +96,4 @@ def sample_grid(rows: Sequence[Sequence[np.ndarray]], out_path: Path, height: in
         for im in row:
             canvas.paste(im, (x, r * (height + gap)))
             x += im.width + gap
-    _atomic_write(out_path, lambda tmp: canvas.save(tmp, format="PNG"))
+    atomic_write(out_path, lambda tmp: canvas.save(tmp, format="PNG"))

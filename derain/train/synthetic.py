@@ -38,8 +38,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -48,6 +46,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from derain.atomic import atomic_write
 from derain.errors import ImageError, OutputError
 from derain.metrics import ImageLike, load_rgb
 
@@ -348,16 +347,8 @@ def preview_grid(
             x0 = x + k * (crop + gap)
             grid[y : y + crop, x0 : x0 + crop] = np.round(img * 255).astype(np.uint8)
     out = Path(out_path)
-    tmp_name = None
     try:
-        with tempfile.NamedTemporaryFile(
-            dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False
-        ) as tmp:
-            tmp_name = tmp.name
-            Image.fromarray(grid).save(tmp, format="PNG")
-        os.replace(tmp_name, out)
+        atomic_write(out, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
     except OSError as exc:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
         raise OutputError(f"cannot write preview {out}: {exc}") from exc
     return out

@@ -1,0 +1,72 @@
+"""Atomic file writes: a file is either complete or absent, whatever kills the writer.
+
+The data goes to a hidden temp file beside the target, is fsynced, and is moved over the
+target with :func:`os.replace`. Temp files carry the writer's process id, so a later write to
+the same target removes those of a writer that was killed (SIGKILL, power loss).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["atomic_write", "remove_stale_temps", "temp_path"]
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden temp file beside ``path``: ``.NAME.PID.RANDOM.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _is_live_process(pid: int) -> bool:
+    if pid == os.getpid():  # this process removes its temp files as soon as a write fails
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to another user
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete the temp files of ``path`` (see :func:`temp_path`) whose writer is gone."""
+    if os.name != "posix":  # os.kill(pid, 0) only probes a process on POSIX
+        return
+    prefix = f".{path.name}."
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.[0-9a-f]{8}\.tmp")
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path.parent):
+            match = name.startswith(prefix) and pattern.fullmatch(name)
+            if match and not _is_live_process(int(match[1])):
+                with contextlib.suppress(OSError):
+                    os.unlink(path.parent / name)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Run ``write(tmp)`` to fill a temp file, then move it over ``path`` in one step.
+
+    Missing parent folders are created. On any error (KeyboardInterrupt included) the temp
+    file is removed and the error propagates; ``path`` keeps its previous content.
+
+    Example:
+        >>> atomic_write("notes.txt", lambda tmp: tmp.write_text("hello"))  # doctest: +SKIP
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
