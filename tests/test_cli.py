@@ -14,24 +14,12 @@ import pytest
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-import derain
-from derain import DANet, DANetConfig
+from derain import get_model_info, list_models
 from derain.cli import app, with_default_verb
 from derain.metrics import score_pair
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    derain.save_pretrained(DANet(DANetConfig(channels=8, orb_blocks=1, stage_blocks=1)), folder)
-    return str(folder)
-
-
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("in_tmp")
 
 
 def make_image(path: str | Path, h: int = 32, w: int = 48, seed: int = 0, **save: object) -> Path:
@@ -42,9 +30,9 @@ def make_image(path: str | Path, h: int = 32, w: int = 48, seed: int = 0, **save
     return path
 
 
-def cli(*args: str, stdin: bytes | None = None):
+def cli(*args: str | Path, stdin: bytes | None = None):
     """Invoke the app as the console script does, default verb included."""
-    return runner.invoke(app, with_default_verb(list(args)), input=stdin)
+    return runner.invoke(app, with_default_verb([str(a) for a in args]), input=stdin)
 
 
 def one_error_line(result) -> str:
@@ -82,7 +70,7 @@ def test_help_lists_commands_and_bare_path() -> None:
 # --- single files ----------------------------------------------------------------------------
 
 
-def test_no_verb_single_file_default_name(tmp_path: Path, model_dir: str) -> None:
+def test_no_verb_single_file_default_name(tmp_path: Path, model_dir: Path) -> None:
     src = make_image("a.jpg")
     before = src.read_bytes()
     result = cli("a.jpg", "--model", model_dir)
@@ -94,7 +82,7 @@ def test_no_verb_single_file_default_name(tmp_path: Path, model_dir: str) -> Non
     assert temp_files(tmp_path) == []
 
 
-def test_explicit_output_file_and_folder(model_dir: str) -> None:
+def test_explicit_output_file_and_folder(model_dir: Path) -> None:
     make_image("a.jpg")
     assert cli("a.jpg", "-o", "b.png", "--model", model_dir).exit_code == 0
     with Image.open("b.png") as out:
@@ -103,7 +91,7 @@ def test_explicit_output_file_and_folder(model_dir: str) -> None:
     assert Path("outdir/a.jpg").is_file()
 
 
-def test_input_never_overwritten(model_dir: str) -> None:
+def test_input_never_overwritten(model_dir: Path) -> None:
     src = make_image("a.png")
     before = src.read_bytes()
     result = cli("a.png", "-o", "a.png", "--model", model_dir)
@@ -115,7 +103,7 @@ def test_input_never_overwritten(model_dir: str) -> None:
     assert src.read_bytes() == before
 
 
-def test_metadata_kept_orientation_reset(model_dir: str) -> None:
+def test_metadata_kept_orientation_reset(model_dir: Path) -> None:
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90°: open_image turns the pixels upright
@@ -128,7 +116,7 @@ def test_metadata_kept_orientation_reset(model_dir: str) -> None:
         assert out.getexif()[0x0112] == 1 and out.getexif()[0x010F] == "RainCam"
 
 
-def test_save_rain_layers(model_dir: str) -> None:
+def test_save_rain_layers(model_dir: Path) -> None:
     make_image("a.jpg")
     result = cli("a.jpg", "-o", "out/a.jpg", "--save-rain", "--model", model_dir)
     assert result.exit_code == 0, result.stderr
@@ -139,7 +127,7 @@ def test_save_rain_layers(model_dir: str) -> None:
         assert im.mode == "L"
 
 
-def test_large_image_is_tiled(model_dir: str) -> None:
+def test_large_image_is_tiled(model_dir: Path) -> None:
     make_image("big.png", h=80, w=150)
     result = cli("big.png", "--tile", "64", "--overlap", "8", "--model", model_dir)
     assert result.exit_code == 0, result.stderr
@@ -147,7 +135,7 @@ def test_large_image_is_tiled(model_dir: str) -> None:
         assert out.size == (150, 80)
 
 
-def test_max_pixels(model_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_max_pixels(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_image("a.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
     result = cli("a.png", "--model", model_dir)
@@ -165,7 +153,7 @@ def _tree() -> None:
     make_image("in/sub/deep/c.png", seed=3)
 
 
-def test_folder_flat_and_recursive_mirror(tmp_path: Path, model_dir: str) -> None:
+def test_folder_flat_and_recursive_mirror(tmp_path: Path, model_dir: Path) -> None:
     _tree()
     result = cli("in", "-o", "out", "--model", model_dir)
     assert result.exit_code == 0, result.stderr
@@ -178,7 +166,7 @@ def test_folder_flat_and_recursive_mirror(tmp_path: Path, model_dir: str) -> Non
     assert temp_files(tmp_path) == []
 
 
-def test_folder_without_output_writes_beside_and_reruns_cleanly(model_dir: str) -> None:
+def test_folder_without_output_writes_beside_and_reruns_cleanly(model_dir: Path) -> None:
     _tree()
     assert cli("in", "-r", "--model", model_dir, "--save-rain").exit_code == 0
     assert Path("in/sub/deep/c_derained.png").is_file() and Path("in/a_rain.png").is_file()
@@ -186,7 +174,7 @@ def test_folder_without_output_writes_beside_and_reruns_cleanly(model_dir: str) 
     assert "done 0, skipped 3, failed 0" in result.stderr
 
 
-def test_skip_existing_and_overwrite(model_dir: str) -> None:
+def test_skip_existing_and_overwrite(model_dir: Path) -> None:
     _tree()
     assert cli("in", "-r", "-o", "out", "--model", model_dir).exit_code == 0
     Path("out/a.png").write_bytes(b"stale")
@@ -199,7 +187,7 @@ def test_skip_existing_and_overwrite(model_dir: str) -> None:
         assert im.size == (48, 32)
 
 
-def test_corrupt_file_in_folder(model_dir: str) -> None:
+def test_corrupt_file_in_folder(model_dir: Path) -> None:
     _tree()
     Path("in/sub/bad.jpg").write_bytes(b"not an image at all")
     result = cli("in", "-r", "-o", "out", "--model", model_dir)
@@ -210,7 +198,7 @@ def test_corrupt_file_in_folder(model_dir: str) -> None:
     assert Path("out/sub/deep/c.png").is_file() and not Path("out/sub/bad.jpg").exists()
 
 
-def test_glob_and_several_paths(model_dir: str) -> None:
+def test_glob_and_several_paths(model_dir: Path) -> None:
     _tree()
     make_image("loose.jpg")
     result = cli("in/**/*.png", "loose.jpg", "-o", "out", "--model", model_dir)
@@ -224,7 +212,7 @@ def test_glob_and_several_paths(model_dir: str) -> None:
 # --- pipes -----------------------------------------------------------------------------------
 
 
-def test_stdin_stdout(model_dir: str) -> None:
+def test_stdin_stdout(model_dir: Path) -> None:
     data = make_image("a.jpg").read_bytes()
     result = cli("-", "-o", "-", "--model", model_dir, stdin=data)
     assert result.exit_code == 0, result.stderr
@@ -242,7 +230,7 @@ def _script() -> str:
     return found
 
 
-def test_installed_script_in_a_pipe(model_dir: str) -> None:
+def test_installed_script_in_a_pipe(model_dir: Path) -> None:
     data = make_image("a.png").read_bytes()
     proc = subprocess.run(
         [_script(), "-", "-o", "-", "--model", model_dir],
@@ -271,8 +259,13 @@ def test_installed_script_error_is_one_line() -> None:
 def test_models_table() -> None:
     result = cli("models")
     assert result.exit_code == 0, result.stderr
-    for text in ("danet-plus", "1,547,066", "2,943,138", "48.8", "130.5", "not shipped", "—"):
+    for text in ("danet-plus", "1,547,066", "2,943,138", "48.8", "130.5"):
         assert text in result.stdout
+    for name in list_models():  # each model's weights status and its recorded scores
+        weights = get_model_info(name).weights
+        assert ("shipped; sha256 ✓" if weights.sha256 else "not shipped") in result.stdout
+        if weights.rain12:
+            assert f"{weights.rain12[0]:.2f} / {weights.rain12[1]:.4f}" in result.stdout
 
 
 def _paired(root: Path) -> None:
@@ -298,7 +291,7 @@ def test_eval_identity_and_csv() -> None:
     assert float(rows[0]["psnr"]) == pytest.approx(scores[0].psnr, abs=1e-3)
 
 
-def test_eval_with_model(model_dir: str) -> None:
+def test_eval_with_model(model_dir: Path) -> None:
     _paired(Path("data"))
     result = cli("eval", "--data", "data", "--model", model_dir, "-q")
     assert result.exit_code == 0, result.stderr
@@ -315,7 +308,7 @@ def test_eval_unrecognised_folder() -> None:
 # --- errors ----------------------------------------------------------------------------------
 
 
-def test_one_line_errors(tmp_path: Path, model_dir: str) -> None:
+def test_one_line_errors(tmp_path: Path, model_dir: Path) -> None:
     make_image("a.jpg")
     Path("bad.png").write_bytes(b"\x89PNG broken")
     Path("blocker").write_text("x")
@@ -323,9 +316,11 @@ def test_one_line_errors(tmp_path: Path, model_dir: str) -> None:
         ("missing.jpg", "--model", model_dir): "missing.jpg: no such file",
         ("bad.png", "--model", model_dir): "bad.png: ",
         ("a.jpg", "--model", "no-such-model"): "no-such-model: not a known model",
-        ("a.jpg",): "danet: no pretrained weights",
         ("a.jpg", "-o", "blocker/x.jpg", "--model", model_dir): "blocker/x.jpg: cannot write",
     }
+    unshipped = [n for n in list_models() if get_model_info(n).weights.sha256 is None]
+    if unshipped:  # a known model whose weights are not in this release
+        cases[("a.jpg", "--model", unshipped[0])] = f"{unshipped[0]}: no pretrained weights"
     for args, expected in cases.items():
         result = cli(*args)
         assert result.exit_code == 1, (args, result.stderr)
@@ -344,7 +339,7 @@ def test_debug_shows_traceback() -> None:
 
 
 def test_interrupt_leaves_no_partial_output(
-    tmp_path: Path, model_dir: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_image("a.png")
 

@@ -34,8 +34,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-import derain
-from derain import DANet, DANetConfig
 from derain.cli import app, with_default_verb
 from derain.imaging import open_image
 from derain.io_files import write_image_atomic
@@ -43,28 +41,7 @@ from derain.io_files import write_image_atomic
 SCRIPT = "import sys; from derain.cli import main; sys.argv[0] = 'derain'; main()"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_denormals():
-    # As in test_hostile_images: the random network is ~30× slower on denormal floats, and
-    # torch flushes them on the calling thread only.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    derain.save_pretrained(DANet(DANetConfig(channels=8, orb_blocks=1, stage_blocks=1)), folder)
-    return str(folder)
-
-
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_denormals", "in_tmp")
 
 
 def cli(*args: str | Path):
@@ -101,7 +78,7 @@ def _folder(n: int = 3, root: str = "in") -> dict[Path, bytes]:
 # --- unwritable outputs ----------------------------------------------------------------------
 
 
-def test_output_folder_below_a_regular_file(model_dir: str) -> None:
+def test_output_folder_below_a_regular_file(model_dir: Path) -> None:
     inputs = _folder()
     Path("blocker").write_text("x")
     result = cli("in", "-o", "blocker/out", "--model", model_dir)
@@ -113,7 +90,7 @@ def test_output_folder_below_a_regular_file(model_dir: str) -> None:
 
 
 def test_permission_denied_on_one_output_does_not_stop_the_batch(
-    model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inputs = _folder()
     real_replace = os.replace
@@ -138,7 +115,7 @@ def test_permission_denied_on_one_output_does_not_stop_the_batch(
 
 
 @pytest.mark.parametrize("alias", ["symlink", "hardlink", "dot-folder", "spelled ./"])
-def test_output_that_is_the_input_under_another_name(model_dir: str, alias: str) -> None:
+def test_output_that_is_the_input_under_another_name(model_dir: Path, alias: str) -> None:
     src = make_image("a.png")
     before = src.read_bytes()
     output = {
@@ -158,7 +135,7 @@ def test_output_that_is_the_input_under_another_name(model_dir: str, alias: str)
 
 
 def test_plain_files_listed_into_their_own_folder_are_refused_before_any_work(
-    model_dir: str,
+    model_dir: Path,
 ) -> None:
     inputs = _folder(2)
     result = cli("in/0.png", "in/1.png", "-o", "in", "--model", model_dir, "--overwrite")
@@ -175,7 +152,7 @@ def _half_then_enospc(image: Image.Image, out, *args: object) -> None:
 
 
 def test_full_disk_mid_write_keeps_the_old_output(
-    model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = make_image("a.png")
     assert cli("a.png", "--model", model_dir).exit_code == 0
@@ -191,7 +168,7 @@ def test_full_disk_mid_write_keeps_the_old_output(
 
 
 def test_full_disk_at_fsync_in_a_batch(
-    model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inputs = _folder(4)
     real_fsync, calls = os.fsync, []
@@ -221,7 +198,7 @@ def test_full_disk_at_fsync_in_a_batch(
 ODD = ["rainy day ☔ é.jpg", "Ordner ü/straße 1.png", "日本語/雨.png", "  leading space.png"]
 
 
-def test_spaces_and_non_ascii_names(model_dir: str) -> None:
+def test_spaces_and_non_ascii_names(model_dir: Path) -> None:
     for i, name in enumerate(ODD):
         make_image(Path("in") / name, seed=i)
     undecodable = Path(os.fsdecode(b"in/bad\xffname.png"))  # not UTF-8: surrogate-escaped
@@ -237,7 +214,7 @@ def test_spaces_and_non_ascii_names(model_dir: str) -> None:
 
 
 @pytest.mark.slow
-def test_non_ascii_names_on_an_ascii_terminal(model_dir: str) -> None:
+def test_non_ascii_names_on_an_ascii_terminal(model_dir: Path) -> None:
     make_image("in/雨 ☔.png")
     Path("in/kaputt ☂.png").write_bytes(b"junk")
     env = {**os.environ, "PYTHONIOENCODING": "ascii", "LC_ALL": "C"}
@@ -258,7 +235,7 @@ def test_non_ascii_names_on_an_ascii_terminal(model_dir: str) -> None:
 # --- symlinks --------------------------------------------------------------------------------
 
 
-def test_symlink_loops_in_a_recursive_walk(model_dir: str, tmp_path: Path) -> None:
+def test_symlink_loops_in_a_recursive_walk(model_dir: Path, tmp_path: Path) -> None:
     make_image("in/a.png")
     make_image("in/sub/b.png", seed=1)
     Path("in/sub/up").symlink_to("..", target_is_directory=True)  # in/sub/up/sub/up/...
@@ -324,7 +301,7 @@ WEIGHT_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(WEIGHT_CASES))
-def test_bad_weights_on_the_command_line(model_dir: str, case: str) -> None:
+def test_bad_weights_on_the_command_line(model_dir: Path, case: str) -> None:
     _folder(2)
     target = _break(Path(shutil.copytree(model_dir, "model")), case)
     result = cli("in", "-o", "out", "--model", target)
@@ -429,7 +406,7 @@ def test_a_write_removes_only_temp_files_of_dead_writers() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_interrupted_folder_run_then_rerun_completes(
-    model_dir: str, tmp_path: Path, sig: signal.Signals
+    model_dir: Path, tmp_path: Path, sig: signal.Signals
 ) -> None:
     names = [f"{i}.png" for i in range(6)]
     for i, name in enumerate(names):

@@ -26,35 +26,15 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-import derain
-from derain import DANet, DANetConfig, Deraining, ImageError
+from derain import Deraining, ImageError
 from derain.cli import app, with_default_verb
 from derain.imaging import open_image
 from derain.tiling import run_tiled
 
-TINY = DANetConfig(channels=8, orb_blocks=1, stage_blocks=1)
 RNG = np.random.default_rng(0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_denormals():
-    # This random network turns flat inputs (a constant image, a 1-pixel strip padded to 16
-    # rows) into denormal floats, which a CPU computes ~30× slower (1×800 at tile 64: 24 s, not
-    # 0.8 s). Flushing them is per thread in torch, so the work stays on this one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)  # torch's default; it has no getter to restore from
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    torch.manual_seed(0)
-    derain.save_pretrained(DANet(TINY), folder)
-    return folder
+pytestmark = pytest.mark.usefixtures("no_denormals")
 
 
 @pytest.fixture(scope="module")
