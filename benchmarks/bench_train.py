@@ -1,8 +1,8 @@
 """Training steps per second (batch 16, 128×128 crops): the trainer's model + loss + Adam step.
 
-The step is the one in ``derain.train.trainer``: channels_last input, DANetLoss, Adam,
-zero_grad/backward/step (fp16/bf16 autocast on CUDA as the trainer does); data loading is
-left out (random tensors), so this is the compute ceiling of the loop.
+The step is the trainer's own ``derain.train.trainer.OptimStep`` (channels_last input,
+DANetLoss, Adam; fp16/bf16 autocast on CUDA); data loading is left out (random tensors), so
+this is the compute ceiling of the loop.
 
 Run: python benchmarks/bench_train.py [--quick] [--device cuda] [--models danet danet-plus]
 """
@@ -10,13 +10,13 @@ Run: python benchmarks/bench_train.py [--quick] [--device cuda] [--models danet 
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 import torch
 from _common import add_common_args, save_section, setup, time_runs
 
 from derain import create_model
 from derain.train.losses import DANetLoss
+from derain.train.trainer import OptimStep
 
 
 def main() -> None:
@@ -30,28 +30,18 @@ def main() -> None:
     device = setup(args)
     models = args.models or (["danet"] if args.quick else ["danet", "danet-plus"])
     steps = args.steps or (2 if args.quick else 5)
-    use_amp = device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     result: dict = {"batch": args.batch, "crop": args.crop, "models": {}}
-    criterion = DANetLoss()
     for name in models:
         torch.manual_seed(0)
         model = create_model(name).to(device, memory_format=torch.channels_last).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        stepper = OptimStep(model, optimizer, DANetLoss(), device)
         shape = (args.batch, 3, args.crop, args.crop)
         rainy = torch.rand(shape, device=device).contiguous(memory_format=torch.channels_last)
         clean = torch.rand(shape, device=device)
 
-        def step(model=model, optimizer=optimizer, scaler=scaler, rainy=rainy, clean=clean) -> None:
-            autocast = torch.autocast("cuda", amp_dtype) if use_amp else contextlib.nullcontext()
-            with autocast:
-                out = model(rainy)
-            terms = criterion(out, clean)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms.total).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        def step(stepper=stepper, rainy=rainy, clean=clean) -> None:
+            stepper(rainy, clean)
 
         t = time_runs(step, device, warmup=1, runs=steps)
         result["models"][name] = {**t, "steps_per_s": round(1 / t["median_s"], 3)}

@@ -26,11 +26,11 @@ from ..weights import resolve_model, save_pretrained
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import DataError, StepSampler, build_dataset
 from .distributed import Dist, init_distributed
-from .losses import DANetLoss
+from .losses import DANetLoss, LossTerms
 from .recipes import TrainConfig, lr_at
 from .report import CsvLog, plot_curves, sample_grid
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["OptimStep", "TrainResult", "train"]
 
 LAST = "last.safetensors"
 BEST_DIR = "best"
@@ -47,6 +47,46 @@ class TrainResult:
     best_psnr: float | None
     best_ssim: float | None
     exported: Path | None
+
+
+class OptimStep:
+    """One optimisation step: forward (autocast on CUDA), loss, backward, clip, update.
+
+    Mixed precision is bf16 where the GPU has it (no loss scaling needed), else fp16 with a
+    gradient scaler; on the CPU everything stays float32.
+    """
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        criterion: DANetLoss,
+        device: torch.device,
+        amp: bool = True,
+        grad_clip: float = 0.0,
+    ) -> None:
+        self.net, self.optimizer, self.criterion = net, optimizer, criterion
+        self.grad_clip = grad_clip
+        self.use_amp = amp and device.type == "cuda"
+        bf16 = self.use_amp and torch.cuda.is_bf16_supported()
+        self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and not bf16)
+
+    def __call__(self, rainy: torch.Tensor, clean: torch.Tensor) -> LossTerms:
+        autocast = (
+            torch.autocast("cuda", self.amp_dtype) if self.use_amp else contextlib.nullcontext()
+        )
+        with autocast:
+            out = self.net(rainy)
+        terms = self.criterion(out, clean)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(terms.total).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return terms
 
 
 def _worker_init(_: int) -> None:
@@ -199,9 +239,7 @@ def _train(
         pin_memory=dev.type == "cuda",
         persistent_workers=False,
     )
-    use_amp = cfg.amp and dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    stepper = OptimStep(net, optimizer, criterion, dev, cfg.amp, cfg.grad_clip)
 
     def checkpoint(step: int) -> None:
         if dist.is_main:
@@ -233,17 +271,7 @@ def _train(
         lr = lr_at(cfg, step, total, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        autocast = torch.autocast("cuda", amp_dtype) if use_amp else contextlib.nullcontext()
-        with autocast:
-            out = net(rainy)
-        terms = criterion(out, clean)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(terms.total).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        terms = stepper(rainy, clean)
         if ema is not None:
             _ema_update(ema, model, cfg.ema_decay, step)
         step += 1
