@@ -50,7 +50,11 @@ _MODELS: dict[str, ModelInfo] = {
             description="DANet baseline (C=48, n=5, k=2): the fast one",
             paper_params=1_547_066,
             paper_gmacs_512=48.8,
-            weights=PretrainedWeights(filename="danet.safetensors"),
+            weights=PretrainedWeights(
+                filename="danet.safetensors",
+                sha256="79573d769e51003b1c57f6c967eaf8b89e544fd94a42205d4d6503bf3e3a681a",
+                rain12=(34.99, 0.9517),
+            ),
         ),
         ModelInfo(
             name="danet-plus",
@@ -58,7 +62,11 @@ _MODELS: dict[str, ModelInfo] = {
             description="DANet◆ high-accuracy variant (C=64, n=10, k=1)",
             paper_params=2_943_138,
             paper_gmacs_512=130.5,
-            weights=PretrainedWeights(filename="danet-plus.safetensors"),
+            weights=PretrainedWeights(
+                filename="danet-plus.safetensors",
+                sha256="a2f97c924797d6c8344208d1e4840f1fc18fe361bc737943b7e04eeb605b828f",
+                rain12=(34.53, 0.9474),
+            ),
         ),
     )
 }
