@@ -174,6 +174,11 @@ def test_schedules() -> None:
     total = cpu.steps
     assert lr_at(cpu, 0, total, 10) < lr_at(cpu, cpu.warmup_steps, total, 10)
     assert lr_at(cpu, total - 1, total, 10) < 0.01 * cpu.lr
+    # Continuing trained weights: a gentler peak and a shorter warm-up than a fresh start.
+    cont = get_recipe("cpu-continue")
+    assert cont.lr < cpu.lr and cont.warmup_steps < cpu.warmup_steps
+    assert not cont.identity_init
+    assert lr_at(cont, cont.steps - 1, cont.steps, 10) < 0.01 * cont.lr
 
 
 def test_overrides_from_strings() -> None:

@@ -27,7 +27,9 @@ def train_command(
     ] = None,
     val: Annotated[Path | None, typer.Option(help="Paired folder scored during training.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")] = None,
-    recipe: Annotated[str, typer.Option(help="Named settings: paper or cpu.")] = "paper",
+    recipe: Annotated[
+        str, typer.Option(help="Named settings: paper, cpu, or cpu-continue (with --init).")
+    ] = "paper",
     model: Annotated[
         str | None, typer.Option(help="Variant to train: danet or danet-plus.")
     ] = None,

@@ -84,10 +84,19 @@ RECIPES: dict[str, dict[str, Any]] = {
         "ckpt_every": 50,
     },
 }
+# Continuing from trained weights (with ``--init``): a fresh optimiser, so a short warm-up,
+# and a lower peak than a start from scratch, so the first steps do not undo what the
+# weights already know; the cosine then decays to the end of this run's planned steps.
+RECIPES["cpu-continue"] = RECIPES["cpu"] | {
+    "steps": 4200,
+    "lr": 3e-4,
+    "warmup_steps": 50,
+    "identity_init": False,
+}
 
 
 def get_recipe(name: str) -> TrainConfig:
-    """The :class:`TrainConfig` of a named recipe (``paper`` or ``cpu``)."""
+    """The :class:`TrainConfig` of a named recipe (``paper``, ``cpu`` or ``cpu-continue``)."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}")
     return TrainConfig(**RECIPES[name])
