@@ -15,6 +15,18 @@ from derain import DANet, DANetConfig
 TINY = DANetConfig(channels=8, orb_blocks=1, stage_blocks=1)
 
 
+#: Rain12 in the shared data beside the checkout: validation only, never shipped.
+RAIN12 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "Rain12"
+
+
+@pytest.fixture(scope="session")
+def rain12() -> Path:
+    """The Rain12 pairs folder; the test is skipped when ../shared is absent."""
+    if not RAIN12.is_dir():
+        pytest.skip("../shared/data/val/Rain12 not present")
+    return RAIN12
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny random-weight model, for ``--model`` and ``Deraining(path)``."""

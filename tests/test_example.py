@@ -11,7 +11,6 @@ from derain.metrics import score_pair, score_pairs
 from derain.pairs import find_pairs
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-RAIN12 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "Rain12"
 
 
 @pytest.mark.slow
@@ -30,15 +29,14 @@ def test_shipped_weights_bring_the_example_closer_to_clean(name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.shared
-@pytest.mark.skipif(not RAIN12.is_dir(), reason="../shared/data/val/Rain12 not present")
 @pytest.mark.parametrize("name", list_models())
-def test_shipped_weights_score_what_the_model_card_says(name: str) -> None:
+def test_shipped_weights_score_what_the_model_card_says(name: str, rain12: Path) -> None:
     # The recorded scores (model card, `derain models`) are measured, not copied: rerun them.
     recorded = get_model_info(name).weights.rain12
     if recorded is None:
         pytest.skip(f"no Rain12 score recorded for {name}")
     derain = Deraining(name, device="cpu")
-    summary = score_pairs((derain.run(rainy), clean) for rainy, clean in find_pairs(RAIN12))
+    summary = score_pairs((derain.run(rainy), clean) for rainy, clean in find_pairs(rain12))
     assert len(summary.scores) == 12
     assert summary.psnr == pytest.approx(recorded[0], abs=0.006)
     assert summary.ssim == pytest.approx(recorded[1], abs=0.00006)

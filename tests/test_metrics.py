@@ -22,8 +22,6 @@ from derain.metrics import (
 )
 from derain.pairs import find_pairs
 
-RAIN12 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "Rain12"
-
 
 def naive_ssim(a: np.ndarray, b: np.ndarray, data_range: float, win: int = 11) -> float:
     """Wang et al. 2004 written directly: one explicit window per valid position, float64."""
@@ -185,9 +183,8 @@ def test_score_pairs_of_a_paired_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.shared
-@pytest.mark.skipif(not RAIN12.is_dir(), reason="../shared/data/val/Rain12 not present")
-def test_rain12_rainy_input_self_check() -> None:
-    summary = score_pairs(find_pairs(RAIN12))
+def test_rain12_rainy_input_self_check(rain12: Path) -> None:
+    summary = score_pairs(find_pairs(rain12))
     assert len(summary.scores) == 12
     assert summary.psnr == pytest.approx(30.14, abs=0.01)
     assert summary.ssim == pytest.approx(0.855, abs=0.001)
