@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,9 +24,13 @@ def train_command(
         Path, typer.Option("--data", help="Paired folder, or clean photos with --synthetic.")
     ],
     synthetic: Annotated[
-        str | None, typer.Option(help="Synthesise rain on the fly: light, heavy or mix.")
+        str | None,
+        typer.Option(help="Synthesise rain on the fly: wide (recommended), light, heavy or mix."),
     ] = None,
-    val: Annotated[Path | None, typer.Option(help="Paired folder scored during training.")] = None,
+    val: Annotated[
+        list[Path] | None,
+        typer.Option(help="Paired folder scored during training (repeat for several sets)."),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")] = None,
     recipe: Annotated[
         str, typer.Option(help="Named settings: paper, cpu, or cpu-continue (with --init).")
@@ -78,7 +83,7 @@ def train_command(
             _overrides(
                 data=str(data),
                 synthetic=synthetic,
-                val=str(val) if val else None,
+                val=os.pathsep.join(str(v) for v in val) if val else None,
                 out=str(out) if out else None,
                 model=model,
                 init=init,
@@ -112,7 +117,7 @@ def train_command(
 def rain_preview_command(
     images: Annotated[Path, typer.Argument(help="Folder (or one file) of clean photos.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("rain.png"),
-    preset: Annotated[str, typer.Option(help="light, heavy or mix.")] = "light",
+    preset: Annotated[str, typer.Option(help="wide, light, heavy or mix.")] = "wide",
     n: Annotated[int, typer.Option("-n", help="Number of pairs.")] = 8,
     crop: Annotated[int, typer.Option(help="Side of each crop in pixels.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the crops and the rain.")] = 0,

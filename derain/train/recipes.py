@@ -19,8 +19,11 @@ class TrainConfig:
     Attributes:
         data: paired folder (``input/``+``target/`` or ``rain/``+``norain/``) or, with
             ``synthetic``, a folder of clean photos.
-        synthetic: rain preset (``light``, ``heavy``, ``mix``) to synthesise pairs on the fly.
-        val: paired folder scored every ``val_every`` steps with the paper's protocol.
+        synthetic: rain preset (``wide``, ``light``, ``heavy``, ``mix``) to synthesise pairs on
+            the fly; ``wide`` (domain-randomised) is what the shipped weights train on.
+        val: paired folder scored every ``val_every`` steps with the paper's protocol; several
+            folders joined by ``os.pathsep`` (``:`` on Linux) are each scored and logged, and
+            their mean picks the best weights.
         out: run folder (checkpoints, CSV log, curves, samples).
         model: registry variant to train.
         init: weights to start from (a fine-tune); anything ``Deraining`` accepts.

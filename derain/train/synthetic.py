@@ -37,9 +37,10 @@ Example:
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,11 @@ from derain.errors import ImageError, OutputError
 from derain.metrics import ImageLike, load_rgb
 
 __all__ = [
+    "DEFAULT_PRESET",
     "PRESETS",
     "RainMix",
     "RainParams",
+    "RainSpace",
     "RainSynthesizer",
     "preset",
     "preview_grid",
@@ -81,6 +84,10 @@ class RainParams:
         defocus: extra Gaussian σ of the nearest layer in pixels (grows with nearness²).
         veil: haze strength 1 − t of I = J·t + A·(1 − t).
         airlight: brightness A of the veil.
+        screen: probability that the streaks are screen-blended, 1 − (1 − I)(1 − S), as in
+            the Photoshop recipe, instead of added and clipped.
+        jpeg: probability that the rainy image is JPEG-compressed, as real photos are.
+        jpeg_quality: (min, max) JPEG quality of that compression.
 
     Example:
         >>> p = RainParams(density=(0.01, 0.02))
@@ -99,6 +106,9 @@ class RainParams:
     defocus: Range = (0.0, 0.4)
     veil: Range = (0.0, 0.0)
     airlight: Range = (0.75, 0.95)
+    screen: float = 0.0
+    jpeg: float = 0.0
+    jpeg_quality: tuple[int, int] = (60, 95)
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,101 @@ class RainMix:
         case = rng.integers(3)
         u = (0.0, 1.0, rng.random())[case]
         return _lerp_params(self.low, self.high, float(u))
+
+
+def _log_uniform(r: Range, rng: np.random.Generator) -> float:
+    return math.exp(rng.uniform(math.log(r[0]), math.log(r[1])))
+
+
+@dataclass(frozen=True)
+class RainSpace:
+    """Domain randomisation: every image draws its own rain from wide ranges.
+
+    Each image gets one fixed :class:`RainParams` drawn here: how much of the image the
+    streaks cover (sparse drizzle to a curtain of overlapping streaks), the nearest layer's
+    length, width and brightness (far layers shorter, thinner and dimmer by a random
+    factor), one to several layers with their own angles, additive or screen blending, now
+    and then a veil, and often JPEG compression of the rainy input. With probability
+    ``base_share`` the image gets the ``base`` preset instead, so faint Rain12-like rain
+    stays well represented.
+
+    Scale-like ranges (coverage, length, width) are drawn log-uniformly, so short and long,
+    thin and thick are equally common.
+
+    Attributes:
+        coverage: fraction of the image the streaks would cover if they did not overlap.
+        layers: (min, max) number of depth layers.
+        length: length of the nearest layer's streaks in pixels.
+        far_ratio: far layers' length, width and brightness as a fraction of the nearest's.
+        width: Gaussian σ across the nearest layer's streaks in pixels (≈ 1–6 px wide).
+        intensity: brightness of the nearest layer's streaks, up to nearly opaque.
+        angle: the image's mean angle from vertical, degrees; ``wide_angle`` with
+            probability ``wide_angle_p`` (wind).
+        angle_spread: std of each layer's angle around the image's, degrees.
+        defocus: extra blur of the nearest layer in pixels.
+        screen: probability of screen blending rather than addition.
+        veil_p, veil: probability of a veil, and its strength when there is one.
+        jpeg, jpeg_quality: probability and quality range of JPEG compression.
+        base, base_share: a preset drawn instead, and how often.
+
+    Example:
+        >>> p = PRESETS["wide"].sample(np.random.default_rng(3))
+        >>> isinstance(p, RainParams)
+        True
+    """
+
+    coverage: Range = (0.03, 2.0)
+    layers: tuple[int, int] = (1, 5)
+    length: Range = (5.0, 160.0)
+    far_ratio: Range = (0.3, 1.0)
+    width: Range = (0.35, 2.5)
+    intensity: Range = (0.08, 0.9)
+    angle: Range = (-30.0, 30.0)
+    wide_angle: Range = (-60.0, 60.0)
+    wide_angle_p: float = 0.1
+    angle_spread: Range = (0.0, 12.0)
+    defocus: Range = (0.0, 2.0)
+    screen: float = 0.5
+    veil_p: float = 0.15
+    veil: Range = (0.05, 0.35)
+    airlight: Range = (0.7, 0.98)
+    jpeg: float = 0.5
+    jpeg_quality: tuple[int, int] = (50, 95)
+    base: RainParams = field(default_factory=RainParams)
+    base_share: float = 0.25
+
+    def sample(self, rng: np.random.Generator) -> RainParams:
+        """Draw the parameters of one image."""
+        if rng.random() < self.base_share:
+            return replace(self.base, jpeg=self.jpeg, jpeg_quality=self.jpeg_quality)
+        length = _log_uniform(self.length, rng)
+        sigma = _log_uniform(self.width, rng)
+        intensity = float(rng.uniform(*self.intensity))
+        far = [float(rng.uniform(*self.far_ratio)) for _ in range(3)]
+        coverage = _log_uniform(self.coverage, rng)
+        # Streak footprint ≈ mean length × visible width (FWHM, at least one pixel).
+        footprint = length * (1 + far[0]) / 2 * max(1.0, 2.355 * sigma * (1 + far[1]) / 2)
+        wide = rng.random() < self.wide_angle_p
+        angle = float(rng.uniform(*(self.wide_angle if wide else self.angle)))
+        veil = float(rng.uniform(*self.veil)) if rng.random() < self.veil_p else 0.0
+        airlight = float(rng.uniform(*self.airlight))
+        n_layers = int(rng.integers(self.layers[0], self.layers[1] + 1))
+        return RainParams(
+            density=(coverage / footprint,) * 2,
+            layers=(n_layers, n_layers),
+            length=(length * far[0], length),
+            width=(sigma * far[1], sigma),
+            intensity=(intensity * far[2], intensity),
+            intensity_jitter=float(rng.uniform(0.2, 0.8)),
+            angle=(angle, angle),
+            angle_spread=float(rng.uniform(*self.angle_spread)),
+            defocus=(float(rng.uniform(*self.defocus)),) * 2,
+            veil=(veil, veil),
+            airlight=(airlight, airlight),
+            screen=self.screen,
+            jpeg=self.jpeg,
+            jpeg_quality=self.jpeg_quality,
+        )
 
 
 def _lerp_params(a: RainParams, b: RainParams, u: float) -> RainParams:
@@ -148,15 +253,22 @@ _HEAVY = RainParams(
     airlight=(0.7, 0.95),
 )
 
-PRESETS: dict[str, RainParams | RainMix] = {
+Rain = RainParams | RainMix | RainSpace
+
+PRESETS: dict[str, Rain] = {
     "light": _LIGHT,
     "heavy": _HEAVY,
     "mix": RainMix(_LIGHT, _HEAVY),
+    "wide": RainSpace(base=_LIGHT),
 }
-"""Named rain presets: Rain12/Rain100L-like, Rain100H-like (dense, thick, veiled), and mix."""
+"""Named rain presets: Rain12/Rain100L-like, Rain100H-like (dense, thick, veiled), mix of the
+two, and ``wide``, the domain-randomised training default (:class:`RainSpace`)."""
+
+DEFAULT_PRESET = "wide"
+"""The preset training uses unless told otherwise."""
 
 
-def preset(name: str) -> RainParams | RainMix:
+def preset(name: str) -> Rain:
     """Return a named preset.
 
     Raises:
@@ -211,7 +323,8 @@ class RainSynthesizer:
     """Adds random synthetic rain to clean float images; reproducible given the generator.
 
     Args:
-        params: a preset name (see :data:`PRESETS`), :class:`RainParams` or :class:`RainMix`.
+        params: a preset name (see :data:`PRESETS`), :class:`RainParams`, :class:`RainMix`
+            or :class:`RainSpace`.
 
     Raises:
         ValueError: an unknown preset name.
@@ -223,7 +336,7 @@ class RainSynthesizer:
         (32, 48, 3)
     """
 
-    def __init__(self, params: str | RainParams | RainMix = "light") -> None:
+    def __init__(self, params: str | Rain = "light") -> None:
         self.params = preset(params) if isinstance(params, str) else params
 
     def rain_layer(
@@ -278,15 +391,32 @@ class RainSynthesizer:
         p = self._sample(rng)
         t = 1.0 - _draw(p.veil, rng.random())
         airlight = _draw(p.airlight, rng.random())
-        rain = self.rain_layer(clean.shape[:2], rng, p)
+        rain = self.rain_layer(clean.shape[:2], rng, p).astype(np.float32)[:, :, None]
         out = clean.astype(np.float32) * t + np.float32(airlight * (1 - t))
-        out += rain.astype(np.float32)[:, :, None]
-        return np.clip(out, 0.0, 1.0)
+        # Extra draws only for presets that use them, so older presets stay reproducible.
+        if p.screen and rng.random() < p.screen:
+            out += np.minimum(rain, 1.0) * (1.0 - out)  # screen: 1 − (1 − I)(1 − S)
+        else:
+            out += rain
+        out = np.clip(out, 0.0, 1.0)
+        if p.jpeg and rng.random() < p.jpeg:
+            quality = int(rng.integers(p.jpeg_quality[0], p.jpeg_quality[1] + 1))
+            out = _jpeg(out, quality)
+        return out
 
     __call__ = synthesize
 
     def _sample(self, rng: np.random.Generator) -> RainParams:
-        return self.params.sample(rng) if isinstance(self.params, RainMix) else self.params
+        return self.params if isinstance(self.params, RainParams) else self.params.sample(rng)
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip a float H×W×3 image in [0, 1] through JPEG at ``quality``."""
+    buf = io.BytesIO()
+    Image.fromarray(np.round(image * 255).astype(np.uint8)).save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / np.float32(255.0)
 
 
 def _to_float(image: ImageLike, crop: int, rng: np.random.Generator) -> np.ndarray:
@@ -301,7 +431,7 @@ def _to_float(image: ImageLike, crop: int, rng: np.random.Generator) -> np.ndarr
 
 def preview_grid(
     images: Sequence[ImageLike],
-    params: str | RainParams | RainMix,
+    params: str | Rain,
     seed: int,
     out_path: str | Path,
     n: int = 8,
@@ -313,7 +443,7 @@ def preview_grid(
 
     Args:
         images: paths, PIL images or uint8 arrays.
-        params: preset name, :class:`RainParams` or :class:`RainMix`.
+        params: preset name or parameters (see :class:`RainSynthesizer`).
         seed: seed of the crops and the rain.
         out_path: PNG to write; its folder must exist.
         n: number of pairs.

@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..inference import Deraining, resolve_device
+from ..inference import Deraining, cpu_has_native_bf16, resolve_device
 from ..metrics import load_rgb, score_pair
 from ..models.danet import DANet
 from ..models.registry import create_model
@@ -50,10 +51,11 @@ class TrainResult:
 
 
 class OptimStep:
-    """One optimisation step: forward (autocast on CUDA), loss, backward, clip, update.
+    """One optimisation step: forward (autocast), loss, backward, clip, update.
 
     Mixed precision is bf16 where the GPU has it (no loss scaling needed), else fp16 with a
-    gradient scaler; on the CPU everything stays float32.
+    gradient scaler; on a CPU with native bf16 (AVX512-BF16, AMX) the forward pass runs in
+    bf16 autocast, elsewhere on the CPU everything stays float32. The loss is always fp32.
     """
 
     def __init__(
@@ -67,18 +69,25 @@ class OptimStep:
     ) -> None:
         self.net, self.optimizer, self.criterion = net, optimizer, criterion
         self.grad_clip = grad_clip
-        self.use_amp = amp and device.type == "cuda"
-        bf16 = self.use_amp and torch.cuda.is_bf16_supported()
+        self.device_type = device.type
+        if device.type == "cuda":
+            self.use_amp = amp
+            bf16 = amp and torch.cuda.is_bf16_supported()
+        else:
+            self.use_amp = bf16 = amp and device.type == "cpu" and cpu_has_native_bf16()
         self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and not bf16)
+        use_scaler = self.use_amp and not bf16 and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
     def __call__(self, rainy: torch.Tensor, clean: torch.Tensor) -> LossTerms:
         autocast = (
-            torch.autocast("cuda", self.amp_dtype) if self.use_amp else contextlib.nullcontext()
+            torch.autocast(self.device_type, self.amp_dtype)
+            if self.use_amp
+            else contextlib.nullcontext()
         )
         with autocast:
             out = self.net(rainy)
-        terms = self.criterion(out, clean)
+        terms = self.criterion(out, clean)  # the loss casts to fp32
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
         if self.grad_clip:
@@ -112,6 +121,16 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step
     d = min(decay, (1 + step) / (10 + step))
     for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(p.detach(), 1.0 - d)
+
+
+def val_folders(val: str | None) -> list[str]:
+    """The folders of a ``val`` setting: one path, or several joined by ``os.pathsep``."""
+    return [v for v in (val or "").split(os.pathsep) if v]
+
+
+def val_name(folder: str) -> str:
+    """A folder's column name in the log: its last path component."""
+    return Path(folder).name or folder
 
 
 def validate(
@@ -218,7 +237,10 @@ def _train(
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    csv_log = CsvLog(run_dir / "log.csv", LOG_COLUMNS) if dist.is_main else None
+    folders = val_folders(cfg.val)
+    per_set = [f"psnr_{val_name(f)}" for f in folders] if len(folders) > 1 else []
+    columns = (*LOG_COLUMNS, *per_set)
+    csv_log = CsvLog(run_dir / "log.csv", columns) if dist.is_main else None
     if csv_log is not None:  # rows past the checkpoint (all of them in a fresh run) are stale
         csv_log.truncate_after(start)
 
@@ -253,15 +275,23 @@ def _train(
             )
 
     def run_validation(step: int) -> dict[str, float]:
-        if not (cfg.val and dist.is_main):
+        if not (folders and dist.is_main):
             return {}
-        psnr, ssim, rows = validate(ema or model, cfg.val, dev, cfg.val_max_images)
+        # Several sets: the mean over the sets (each set weighs the same) picks the best.
+        scores = [validate(ema or model, f, dev, cfg.val_max_images) for f in folders]
+        psnr = float(np.mean([s[0] for s in scores]))
+        ssim = float(np.mean([s[1] for s in scores]))
         if best["psnr"] is None or psnr > best["psnr"]:
             best.update(psnr=psnr, ssim=ssim)
             save_pretrained(ema or model, run_dir / BEST_DIR, variant=cfg.model)
-        sample_grid(rows, run_dir / "samples.png")
-        log(f"step {step}: val PSNR {psnr:.2f} dB, SSIM {ssim:.4f} (best {best['psnr']:.2f})")
-        return {"val_psnr": round(psnr, 4), "val_ssim": round(ssim, 5)}
+        sample_grid([row for s in scores for row in s[2]], run_dir / "samples.png")
+        detail = "".join(f" {val_name(f)} {s[0]:.2f}" for f, s in zip(folders, scores, strict=True))
+        log(
+            f"step {step}: val PSNR {psnr:.2f} dB, SSIM {ssim:.4f} (best {best['psnr']:.2f})"
+            + (f" —{detail}" if per_set else "")
+        )
+        row = {"val_psnr": round(psnr, 4), "val_ssim": round(ssim, 5)}
+        return row | {c: round(s[0], 4) for c, s in zip(per_set, scores, strict=False)}
 
     log(f"training {cfg.model} for steps {start}..{end} of {total} ({len(dataset)} images)")
     step, tick = start, time.perf_counter()
