@@ -8,6 +8,7 @@ the same target removes those of a writer that was killed (SIGKILL, power loss).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -17,9 +18,25 @@ from pathlib import Path
 __all__ = ["atomic_write", "remove_stale_temps", "temp_path"]
 
 
+#: Longest file name (bytes) kept whole inside a temp name. With the dot, the process id and
+#: the random part (at most 22 bytes more) a temp name stays under the 255-byte limit of
+#: common file systems, so any name that can be written has a temp name that can be too.
+MAX_TEMP_STEM_BYTES = 200
+_SHORTENED_BYTES = 180
+
+
+def _temp_stem(name: str) -> str:
+    """``name`` itself, or a shortened prefix plus a digest of the whole name if it is long."""
+    raw = os.fsencode(name)
+    if len(raw) <= MAX_TEMP_STEM_BYTES:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    return f"{os.fsdecode(raw[:_SHORTENED_BYTES])}~{digest}"
+
+
 def temp_path(path: Path) -> Path:
-    """A hidden temp file beside ``path``: ``.NAME.PID.RANDOM.tmp``."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    """A hidden temp file beside ``path``: ``.NAME.PID.RANDOM.tmp`` (a long NAME shortened)."""
+    return path.with_name(f".{_temp_stem(path.name)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def _is_live_process(pid: int) -> bool:
@@ -38,7 +55,7 @@ def remove_stale_temps(path: Path) -> None:
     """Delete the temp files of ``path`` (see :func:`temp_path`) whose writer is gone."""
     if os.name != "posix":  # os.kill(pid, 0) only probes a process on POSIX
         return
-    prefix = f".{path.name}."
+    prefix = f".{_temp_stem(path.name)}."
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.[0-9a-f]{8}\.tmp")
     with contextlib.suppress(OSError):
         for name in os.listdir(path.parent):

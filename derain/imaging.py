@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-__all__ = ["Decoded", "decode", "open_image"]
+__all__ = ["Decoded", "decode", "gray_range", "open_image"]
 
 Restore = Callable[[np.ndarray], Any]
 
@@ -117,6 +117,22 @@ def decode(image: Any, name: str = "image") -> Decoded:
     raise ImageError(f"{name}: unsupported input type {type(image).__name__}")
 
 
+#: How far float pixels may stray outside [0, 1] (rounding in the caller's arithmetic).
+FLOAT_RANGE_TOLERANCE = 1e-3
+
+
+def _check_unit_range(arr: np.ndarray, name: str) -> None:
+    if arr.size == 0:
+        return
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo >= -FLOAT_RANGE_TOLERANCE and hi <= 1.0 + FLOAT_RANGE_TOLERANCE:
+        return
+    raise ImageError(
+        f"{name}: float values span [{lo:.4g}, {hi:.4g}] but must lie in [0, 1]; "
+        "for 0..255 data divide by 255 (or pass uint8)"
+    )
+
+
 def _decode_array(arr: np.ndarray, name: str) -> Decoded:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
         raise ImageError(f"{name}: array of shape {arr.shape} is not H×W or H×W×{{1,2,3,4}}")
@@ -131,6 +147,7 @@ def _decode_array(arr: np.ndarray, name: str) -> Decoded:
         scale = 1.0
         if not np.isfinite(arr).all():
             raise ImageError(f"{name}: array contains NaN or infinity")
+        _check_unit_range(arr, name)
     else:
         raise ImageError(f"{name}: unsupported dtype {dtype}; use uint8, uint16 or float")
     data = arr.astype(np.float32) / np.float32(scale)
@@ -236,6 +253,26 @@ def _decode_pil(im: Image.Image, name: str) -> Decoded:
     raise ImageError(f"{name}: unsupported image mode {mode}")
 
 
+def gray_range(arr: np.ndarray, mode: str) -> tuple[float, float]:
+    """The values that map to black and white in a one-channel image of ``mode``.
+
+    8-bit modes span 0..255 and 16-bit modes 0..65535; a float (``F``) image in [0, 1] spans
+    [0, 1] and a 32-bit integer (``I``) image inside 0..65535 spans that. Anything wider spans
+    its own minimum to maximum. Used on reading (to the network's [0, 1]) and on writing a
+    deep image into an 8- or 16-bit format, so both scale alike.
+    """
+    if mode in ("L", "P", "1", "LA"):
+        return 0.0, 255.0
+    if mode.startswith("I;16"):
+        return 0.0, 65535.0
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0
+    if mode == "I" and lo >= 0 and hi <= 65535:
+        return 0.0, 65535.0
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
 def _decode_scaled(
     im: Image.Image, name: str, finish: Callable[[Image.Image], Image.Image]
 ) -> Decoded:
@@ -245,12 +282,8 @@ def _decode_scaled(
     if not np.isfinite(arr).all():  # checked before the cast: a signalling NaN would warn there
         raise ImageError(f"{name}: image contains NaN or infinity")
     arr = arr.astype(np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
-    if mode == "F" and lo >= 0.0 and hi <= 1.0:
-        lo, hi = 0.0, 1.0
-    elif mode == "I" and lo >= 0 and hi <= 65535:
-        lo, hi = 0.0, 65535.0
-    span = (hi - lo) or 1.0
+    lo, hi = gray_range(arr, mode)
+    span = hi - lo
     gray = ((arr - lo) / span).astype(np.float32)
     rgb = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +148,26 @@ class Deraining:
             torch.backends.cudnn.benchmark = True
         # channels_last measured faster on CPU (AVX2/AVX-512) and on CUDA tensor cores.
         self.model = self.model.to(memory_format=torch.channels_last)
+
+    @functools.cached_property
+    def weights_sha256(self) -> str:
+        """Hex sha256 over the network's tensors (names, shapes and float32 values).
+
+        It identifies the weights whatever file, Hub repository or object they came from.
+        """
+        digest = hashlib.sha256()
+        for name, param in sorted(self.model.state_dict().items()):
+            value = param.detach().to("cpu", torch.float32).contiguous()
+            digest.update(f"{name}:{tuple(value.shape)};".encode())
+            digest.update(value.numpy().tobytes())
+        return digest.hexdigest()
+
+    @property
+    def made_by(self) -> str:
+        """The record written into each output: derain's version, the model, its weights."""
+        from . import __version__
+
+        return f"derain {__version__} (model {self.source}; weights sha256:{self.weights_sha256})"
 
     @property
     def size_multiple(self) -> int:

@@ -7,22 +7,28 @@ running it again can skip every output that exists.
 
 from __future__ import annotations
 
+import errno
 import glob
 import io
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 from PIL import Image
 
 from .atomic import atomic_write
 from .errors import OutputError
+from .imaging import gray_range
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MADE_BY_PREFIX",
     "InputFile",
+    "check_writable",
     "derained_path",
     "encode_image",
     "expand_inputs",
@@ -30,6 +36,8 @@ __all__ = [
     "has_glob",
     "is_image_name",
     "iter_images",
+    "output_format",
+    "read_made_by",
     "write_image_atomic",
 ]
 
@@ -38,6 +46,9 @@ IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
 )
 _ORIENTATION = 0x0112
+_SOFTWARE = 0x0131
+#: How a record of what made an output starts (see :func:`read_made_by`).
+MADE_BY_PREFIX = "derain "
 _QUALITY_FORMATS = frozenset({"JPEG", "WEBP"})
 _META_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})  # formats that carry ICC and EXIF
 # Modes each format can store; anything else is converted to the first entry.
@@ -46,7 +57,14 @@ _FORMAT_MODES = {
     "BMP": ("RGB", "RGBA", "L", "P", "1"),
     "PPM": ("RGB", "L", "1"),
     "GIF": ("P", "L", "RGB"),
+    "PNG": ("RGB", "RGBA", "L", "LA", "P", "1", "I;16", "I;16B", "I"),
 }
+# Deep grey (16-bit, 32-bit integer, float) modes: those a format stores as they are. Others
+# are rescaled (see imaging.gray_range) to 16-bit grey in PNG and to 8-bit grey elsewhere,
+# never clipped, which turned a 16-bit photo solid white.
+_DEEP_GRAY = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+_DEEP_KEPT = {"TIFF": _DEEP_GRAY, "PNG": frozenset({"I;16", "I;16B", "I"})}
+_SIXTEEN_BIT_FORMATS = frozenset({"PNG"})
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,15 @@ def iter_images(root: Path, recursive: bool, exclude: Path | None = None) -> Ite
                 yield path
 
 
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (a symlink loop, a dangling link…), or ``None``."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None if stat.S_ISREG(st.st_mode) else "not a regular file"
+
+
 def _glob_base(spec: str) -> Path:
     """The leading folders of a glob pattern that hold no wildcard."""
     parts = Path(spec).parts
@@ -145,7 +172,11 @@ def expand_inputs(
                 if p.is_dir():
                     count += add_folder(p, rel)
                 elif is_image_name(p):
-                    found.append(InputFile(p, rel))
+                    problem = _unreadable(p)
+                    if problem:  # a symlink loop or a dangling link: this file only
+                        errors.append(f"{p}: {problem}")
+                    else:
+                        found.append(InputFile(p, rel))
                     count += 1
             if not count:
                 errors.append(f"{spec}: pattern matches no image files")
@@ -165,22 +196,73 @@ def format_for_path(path: Path) -> str | None:
     return fmt if fmt in Image.SAVE else None
 
 
-def _exif_bytes(exif: Image.Exif | bytes | None) -> bytes | None:
-    """EXIF with orientation reset to 1: the pixels were already turned upright on reading."""
-    if exif is None:
-        return None
-    if isinstance(exif, bytes):
-        parsed = Image.Exif()
-        try:
-            parsed.load(exif)
+def output_format(path: Path) -> str:
+    """The format ``path``'s name asks for.
+
+    Raises:
+        OutputError: one line naming ``path`` when its suffix names no format Pillow writes.
+    """
+    fmt = format_for_path(path)
+    if fmt is not None:
+        return fmt
+    if not path.suffix:
+        raise OutputError(
+            f"{path}: no suffix to tell the image format; add one (.png, .jpg, .webp, .tif)"
+            " or end a folder name with /"
+        )
+    raise OutputError(
+        f"{path}: cannot write the {path.suffix} format; use .png, .jpg, .webp or .tif"
+    )
+
+
+def _exif_bytes(exif: Image.Exif | bytes | None, made_by: str | None = None) -> bytes | None:
+    """EXIF with orientation reset to 1 (the pixels were turned upright on reading) and
+    ``made_by`` as its Software tag. The caller's EXIF object is not changed."""
+    parsed = Image.Exif()
+    if exif is not None:
+        try:  # a copy through bytes keeps the sub-IFDs (camera settings, GPS)
+            parsed.load(exif if isinstance(exif, bytes) else exif.tobytes())
         except Exception:  # a broken EXIF block is dropped, not the image
-            return None
-        exif = parsed
-    if not len(exif):
+            parsed = Image.Exif()
+    if made_by:
+        parsed[_SOFTWARE] = made_by
+    if not len(parsed):
         return None
     # Written even where reading dropped the tag, so no viewer rotates the upright pixels again.
-    exif[_ORIENTATION] = 1
-    return exif.tobytes()
+    parsed[_ORIENTATION] = 1
+    return parsed.tobytes()
+
+
+def read_made_by(path: str | os.PathLike[str]) -> str | None:
+    """What an earlier run recorded as having made ``path`` (see ``made_by`` of
+    :func:`write_image_atomic`), or ``None`` if the file holds no such record.
+
+    Only the header is read. BMP and PPM files cannot hold a record.
+    """
+    try:
+        with Image.open(path) as im:
+            text = im.info.get("comment") if im.format == "GIF" else im.getexif().get(_SOFTWARE)
+    except Exception:  # an unreadable output has no record; it is redone or skipped as before
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return text if isinstance(text, str) and text.startswith(MADE_BY_PREFIX) else None
+
+
+def _storable(image: Image.Image, fmt: str) -> Image.Image:
+    """``image`` in a mode ``fmt`` can store; deep grey is rescaled, never clipped."""
+    if image.mode in _DEEP_GRAY and image.mode not in _DEEP_KEPT.get(fmt, ()):
+        arr = np.asarray(image, dtype=np.float64)
+        lo, hi = gray_range(arr, image.mode)
+        unit = np.clip((arr - lo) / (hi - lo), 0.0, 1.0)
+        if fmt in _SIXTEEN_BIT_FORMATS:
+            image = Image.fromarray(np.rint(unit * 65535).astype(np.uint16))
+        else:
+            image = Image.fromarray(np.rint(unit * 255).astype(np.uint8))
+    modes = _FORMAT_MODES.get(fmt)
+    if modes is None or image.mode in modes:
+        return image
+    return image.convert(modes[0])
 
 
 def _save(
@@ -190,19 +272,20 @@ def _save(
     quality: int,
     icc_profile: bytes | None,
     exif: Image.Exif | bytes | None,
+    made_by: str | None = None,
 ) -> None:
-    modes = _FORMAT_MODES.get(fmt)
-    if modes is not None and image.mode not in modes:
-        image = image.convert(modes[0])
+    image = _storable(image, fmt)
     options: dict[str, Any] = {}
     if fmt in _QUALITY_FORMATS:
         options["quality"] = quality
     if fmt in _META_FORMATS:
         if icc_profile:
             options["icc_profile"] = icc_profile
-        exif_data = _exif_bytes(exif)
+        exif_data = _exif_bytes(exif, made_by)
         if exif_data:
             options["exif"] = exif_data
+    elif fmt == "GIF" and made_by:
+        options["comment"] = made_by
     image.save(out, format=fmt, **options)
 
 
@@ -213,11 +296,32 @@ def encode_image(
     *,
     icc_profile: bytes | None = None,
     exif: Image.Exif | bytes | None = None,
+    made_by: str | None = None,
 ) -> bytes:
     """Encode an image in memory (for writing to stdout), with the same rules as on disk."""
     buf = io.BytesIO()
-    _save(image, buf, fmt, quality, icc_profile, exif)
+    _save(image, buf, fmt, quality, icc_profile, exif, made_by)
     return buf.getvalue()
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Check, before any work, that ``path`` could be written (its folder made if missing).
+
+    Raises:
+        OutputError: one line naming ``path``: a folder on the way is a file, or the nearest
+            existing folder is not writable (permissions, a read-only file system).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: cannot write (is a directory)")
+    for folder in (path.parent, *path.parent.parents):
+        if not os.path.lexists(folder):
+            continue
+        if not folder.is_dir():
+            raise OutputError(f"{path}: cannot write ({os.strerror(errno.ENOTDIR)}: {folder})")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"{path}: cannot write ({os.strerror(errno.EACCES)}: {folder})")
+        return
 
 
 def write_image_atomic(
@@ -228,6 +332,7 @@ def write_image_atomic(
     format: str | None = None,
     icc_profile: bytes | None = None,
     exif: Image.Exif | bytes | None = None,
+    made_by: str | None = None,
 ) -> Path:
     """Write ``image`` to ``path`` so that the file is either complete or absent.
 
@@ -239,9 +344,13 @@ def write_image_atomic(
         image: the picture.
         path: destination; missing parent folders are created.
         quality: JPEG/WebP quality.
-        format: Pillow format; by default from the suffix, else the image's own format.
+        format: Pillow format; by default the one the suffix names (a name with no known
+            image format is refused).
         icc_profile: colour profile to embed where the format allows.
         exif: EXIF to embed where the format allows; its orientation is reset to 1.
+        made_by: a record of what made the image (starting with ``"derain "``), kept as the
+            EXIF Software tag (JPEG, PNG, WebP, TIFF) or the GIF comment; read it back with
+            :func:`read_made_by`.
 
     Returns:
         ``path`` as a :class:`Path`.
@@ -250,13 +359,14 @@ def write_image_atomic(
         OutputError: one line naming ``path`` when it cannot be written.
     """
     path = Path(path)
-    fmt = format or format_for_path(path) or image.format
-    if fmt is None or fmt not in Image.SAVE:
-        raise OutputError(f"{path}: cannot tell which image format to write from the name")
+    fmt = format or output_format(path)
+    if fmt not in Image.SAVE:
+        raise OutputError(f"{path}: Pillow cannot write the {fmt} format")
+    check_writable(path)
 
     def write(tmp: Path) -> None:
         with open(tmp, "xb") as f:
-            _save(image, f, fmt, quality, icc_profile, exif)
+            _save(image, f, fmt, quality, icc_profile, exif, made_by)
 
     try:
         return atomic_write(path, write)

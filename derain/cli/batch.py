@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io_files import InputFile, derained_path, expand_inputs, has_glob
+from ..errors import OutputError
+from ..io_files import InputFile, derained_path, expand_inputs, has_glob, output_format
 from .common import UsageProblem
 
 STDIO = "-"
@@ -59,6 +60,28 @@ def _same_file(a: Path, b: Path) -> bool:
     return b.exists() and os.path.samefile(a, b)
 
 
+def _resolved(path: Path) -> Path:
+    """``path`` with links resolved; a symlink loop is an error of that file alone."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: Python < 3.13 on a link loop
+        raise OutputError(f"{path}: cannot resolve ({_first(exc)})") from None
+
+
+def _first(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _check_format(job: Job) -> None:
+    if job.target is not None:
+        try:
+            output_format(job.target)
+        except OutputError as exc:
+            raise UsageProblem(str(exc)) from None
+
+
 def _stdin_plan(output: str | None, save_rain: bool) -> Plan:
     if output in (None, STDIO):
         if save_rain:
@@ -67,7 +90,9 @@ def _stdin_plan(output: str | None, save_rain: bool) -> Plan:
     target = Path(output)
     if target.is_dir():
         raise UsageProblem(f"{output}: is a folder; give a file name for the image read from stdin")
-    return Plan([Job(None, target, _layers(target.parent, target.stem, save_rain))], [], True)
+    job = Job(None, target, _layers(target.parent, target.stem, save_rain))
+    _check_format(job)
+    return Plan([job], [], True)
 
 
 def _single_plan(source: Path, output: str | None, save_rain: bool) -> Plan:
@@ -111,18 +136,30 @@ def plan_jobs(inputs: Sequence[str], output: str | None, recursive: bool, save_r
     else:
         plan = _batch_plan(inputs, output, recursive, save_rain)
     seen: dict[Path, Job] = {}
+    jobs: list[Job] = []
+    errors = list(plan.errors)
     for job in plan.jobs:
         assert job.source is not None
-        for out in job.outputs():
-            if _same_file(job.source.path, out):
+        _check_format(job)
+        try:
+            keys = [
+                (out, _resolved(out), _same_file(job.source.path, out)) for out in job.outputs()
+            ]
+        except (OutputError, OSError, RuntimeError) as exc:  # this file only; the batch goes on
+            errors.append(
+                str(exc) if isinstance(exc, OutputError) else f"{job.name}: {_first(exc)}"
+            )
+            continue
+        for out, key, clash in keys:
+            if clash:
                 raise UsageProblem(f"{out}: output would overwrite the input; choose another -o")
-            key = out.resolve()
             if key in seen:
                 raise UsageProblem(
                     f"{out}: both {seen[key].name} and {job.name} would be written here"
                 )
             seen[key] = job
-    return plan
+        jobs.append(job)
+    return Plan(jobs, errors, plan.single)
 
 
 def _batch_plan(
@@ -135,11 +172,11 @@ def _batch_plan(
         raise UsageProblem(f"{output}: is a file; with several inputs -o must be a folder")
     files, errors = expand_inputs(inputs, recursive, exclude=out_dir)
     jobs = []
-    if out_dir is None:
-        stems: dict[Path, set[str]] = {}
-        for f in files:
-            stems.setdefault(f.path.parent, set()).add(f.path.stem)
-        files = [f for f in files if not _is_own_output(f.path, stems[f.path.parent])]
+    # Outputs of earlier runs beside their inputs are never inputs, with or without -o.
+    stems: dict[Path, set[str]] = {}
+    for f in files:
+        stems.setdefault(f.path.parent, set()).add(f.path.stem)
+    files = [f for f in files if not _is_own_output(f.path, stems[f.path.parent])]
     for f in files:
         target = out_dir / f.relative if out_dir is not None else derained_path(f.path)
         jobs.append(Job(f, target, _layers(target.parent, f.path.stem, save_rain)))

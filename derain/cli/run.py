@@ -12,10 +12,10 @@ import typer
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..errors import ImageError
+from ..errors import ImageError, OutputError
 from ..imaging import open_image
 from ..inference import Deraining
-from ..io_files import encode_image, format_for_path, write_image_atomic
+from ..io_files import check_writable, encode_image, read_made_by, write_image_atomic
 from .batch import Job, plan_jobs
 from .common import (
     DebugOpt,
@@ -27,6 +27,7 @@ from .common import (
     QuietOpt,
     Reporter,
     TileOpt,
+    UsageProblem,
     describe,
     fatal_errors,
     load_deraining,
@@ -82,18 +83,33 @@ class _Runner:
         result = deraining.run(image, return_layers=job.layers is not None, progress=self._on_tile)
         self.progress.update(self.tiles, visible=False)
         derained = result.image if job.layers is not None else result
-        meta = {"icc_profile": image.info.get("icc_profile"), "exif": image.getexif()}
+        meta = {
+            "icc_profile": image.info.get("icc_profile"),
+            "exif": image.getexif(),
+            "made_by": deraining.made_by,
+        }
         own = image.format if image.format in Image.SAVE else None
         if job.target is None:
             data = encode_image(derained, own or "PNG", self.quality, **meta)
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
             return
-        fmt = format_for_path(job.target) or own or "PNG"
-        write_image_atomic(derained, job.target, self.quality, format=fmt, **meta)
+        write_image_atomic(derained, job.target, self.quality, **meta)
         if job.layers is not None:
-            write_image_atomic(result.rain, job.layers[0], format="PNG")
-            write_image_atomic(result.mask, job.layers[1], format="PNG")
+            made_by = deraining.made_by
+            write_image_atomic(result.rain, job.layers[0], format="PNG", made_by=made_by)
+            write_image_atomic(result.mask, job.layers[1], format="PNG", made_by=made_by)
+
+    def stale_reason(self, job: Job) -> str | None:
+        """Why existing outputs must be redone: another model made them (``None``: keep them).
+
+        Outputs with no record (BMP, PPM, or written by an older derain) are kept.
+        """
+        assert job.target is not None
+        recorded = read_made_by(job.target)
+        if recorded is None or f"sha256:{self.deraining().weights_sha256}" in recorded:
+            return None
+        return f"redoing {job.target}: it was made by another model ({recorded})"
 
 
 def _progress(reporter: Reporter) -> Progress:
@@ -139,39 +155,84 @@ def run(
     with fatal_errors(reporter), pixel_limit(max_pixels):
         parse_tile(tile)  # a bad --tile is a usage error before any work
         plan = plan_jobs(inputs, output, recursive, save_rain)
+        if any(job.target is None for job in plan.jobs) and stdout_is_terminal():
+            raise UsageProblem(
+                "-o -: will not write image bytes to a terminal; redirect standard output "
+                "(derain - > clean.png) or give -o FILE"
+            )
         for line in plan.errors:
             reporter.error(line)
         counts = Counter(failed=len(plan.errors))
         options = {"model": model, "device": device, "tile": tile, "overlap": overlap, "fp32": fp32}
         with _progress(reporter) as progress:
-            files = progress.add_task("files", total=len(plan.jobs))
+            # One line per file where no bar is drawn (a log, CI) and for a single image.
+            lines = plan.single or progress.disable
+            files = progress.add_task("files", total=None)
             runner = _Runner(options, quality, progress)  # its tile bar goes below the files bar
-            for job in plan.jobs:
-                if (
-                    job.target is not None
-                    and not overwrite
-                    and all(p.exists() for p in job.outputs())
-                ):
-                    counts["skipped"] += 1
-                    if plan.single:
-                        reporter.info(f"skipped {job.target}: it exists (use --overwrite)")
-                else:
+            todo = _select(plan.jobs, runner, overwrite, reporter, counts, lines)
+            progress.update(files, total=len(todo))
+            started = 0
+            try:
+                for job in todo:
                     runner.deraining()  # a model that cannot load stops the whole run
                     try:
                         runner.process(job)
                         counts["done"] += 1
-                        if plan.single and job.target is not None:
+                        if lines and job.target is not None:
                             reporter.info(f"wrote {job.target}")
                     except Exception as exc:  # keep going: one bad file must not stop a batch
                         counts["failed"] += 1
                         reporter.error(describe(exc, job.name), exc)
-                progress.advance(files)
+                    progress.advance(files)
+                    started += 1
+            except KeyboardInterrupt:
+                left = len(todo) - started  # the one interrupted is not done
+                reporter.error(f"interrupted; {_summary(counts)}, not done {left}")
+                raise typer.Exit(130) from None
         if not plan.single:
-            reporter.info(
-                f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}"
-            )
+            reporter.info(_summary(counts))
         if counts["failed"]:
             raise typer.Exit(1)
+
+
+def _summary(counts: Counter[str]) -> str:
+    return f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}"
+
+
+def _select(
+    jobs: list[Job],
+    runner: _Runner,
+    overwrite: bool,
+    reporter: Reporter,
+    counts: Counter[str],
+    lines: bool,
+) -> list[Job]:
+    """The jobs to run: outputs that exist are skipped (unless another model made them), and
+    every output is checked to be writable before any image is derained."""
+    todo = []
+    for job in jobs:
+        if job.target is not None and not overwrite and all(p.exists() for p in job.outputs()):
+            reason = runner.stale_reason(job)
+            if reason is None:
+                counts["skipped"] += 1
+                if lines:
+                    reporter.info(f"skipped {job.target}: it exists (use --overwrite)")
+                continue
+            reporter.info(reason)
+        try:
+            for out in job.outputs():
+                check_writable(out)
+        except OutputError as exc:
+            counts["failed"] += 1
+            reporter.error(describe(exc, job.name), exc)
+            continue
+        todo.append(job)
+    return todo
+
+
+def stdout_is_terminal() -> bool:
+    """Whether standard output is a terminal (image bytes there would garble it)."""
+    return sys.stdout.isatty()
 
 
 def register(app: typer.Typer) -> None:

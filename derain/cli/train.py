@@ -116,13 +116,15 @@ def train_command(
 
 def rain_preview_command(
     images: Annotated[Path, typer.Argument(help="Folder (or one file) of clean photos.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("rain.png"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Image to write; the suffix sets the format.")
+    ] = Path("rain.png"),
     preset: Annotated[str, typer.Option(help="wide, light, heavy or mix.")] = "wide",
     n: Annotated[int, typer.Option("-n", help="Number of pairs.")] = 8,
     crop: Annotated[int, typer.Option(help="Side of each crop in pixels.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the crops and the rain.")] = 0,
 ) -> None:
-    """Write a grid of clean | synthetic-rain sample pairs to a PNG."""
+    """Write a grid of clean | synthetic-rain sample pairs to an image."""
     from ..train.data import list_images
     from ..train.synthetic import preview_grid
 

@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from derain.atomic import atomic_write
-from derain.errors import ImageError, OutputError
+from derain.errors import ImageError
+from derain.io_files import write_image_atomic
 from derain.metrics import ImageLike, load_rgb
 
 __all__ = [
@@ -437,7 +437,7 @@ def preview_grid(
     n: int = 8,
     crop: int = 256,
 ) -> Path:
-    """Write a PNG grid of (clean | rainy) random crops, atomically.
+    """Write a grid of (clean | rainy) random crops, atomically, in the format the name says.
 
     Crops cycle through ``images``; pairs are laid out ⌈√n⌉ per row with a 4 px gap.
 
@@ -445,7 +445,7 @@ def preview_grid(
         images: paths, PIL images or uint8 arrays.
         params: preset name or parameters (see :class:`RainSynthesizer`).
         seed: seed of the crops and the rain.
-        out_path: PNG to write; its folder must exist.
+        out_path: image to write (``.png``, ``.jpg``, ``.webp``…).
         n: number of pairs.
         crop: side of each square crop in pixels.
 
@@ -455,7 +455,7 @@ def preview_grid(
     Raises:
         ValueError: no images, n < 1 or crop < 1, or an unknown preset.
         ImageError: an image cannot be read.
-        OutputError: the PNG cannot be written.
+        OutputError: the image cannot be written, or its name has no known image format.
 
     Example:
         >>> preview_grid(["a.png"], "light", seed=0, out_path="grid.png")  # doctest: +SKIP
@@ -476,9 +476,4 @@ def preview_grid(
         for k, img in enumerate((clean, rainy)):
             x0 = x + k * (crop + gap)
             grid[y : y + crop, x0 : x0 + crop] = np.round(img * 255).astype(np.uint8)
-    out = Path(out_path)
-    try:
-        atomic_write(out, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
-    except OSError as exc:
-        raise OutputError(f"cannot write preview {out}: {exc}") from exc
-    return out
+    return write_image_atomic(Image.fromarray(grid), out_path)

@@ -1,0 +1,364 @@
+"""Hostile input, round two (issue 13): each test here failed before its fix.
+
+A correct result, or one line that names the file and the problem; never garbage with exit
+code 0, never a traceback, never a batch that stops early.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from derain import Deraining, ImageError
+from derain.cli import app, with_default_verb
+from derain.io_files import write_image_atomic
+
+pytestmark = pytest.mark.usefixtures("no_denormals", "in_tmp")
+
+
+@pytest.fixture(scope="module")
+def net(model_dir: Path) -> Deraining:
+    return Deraining(model_dir, device="cpu", tile=None)
+
+
+def cli(*args: str | Path, stdin: bytes | None = None):
+    return CliRunner().invoke(app, with_default_verb([str(a) for a in args]), input=stdin)
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("derain: error: ")
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def make_image(path: str | Path, h: int = 24, w: int = 32, seed: int = 0) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def gray16(h: int = 24, w: int = 32) -> np.ndarray:
+    """A 16-bit grey ramp over the middle of the range (no value near white)."""
+    ramp = np.linspace(10_000, 50_000, h * w).reshape(h, w)
+    return ramp.astype(np.uint16)
+
+
+# --- 1: 16-bit grey into an 8-bit format ---------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I"])
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".bmp", ".ppm", ".gif"])
+def test_16_bit_grey_is_scaled_into_8_bit_formats(mode: str, suffix: str) -> None:
+    arr = gray16()
+    image = Image.fromarray(arr).convert(mode) if mode == "I" else Image.fromarray(arr)
+    assert image.mode == mode
+    out = write_image_atomic(image, f"g16{suffix}")
+    with Image.open(out) as back:
+        got = np.asarray(back.convert("L"), dtype=np.float64)
+    want = arr / 257.0
+    assert np.abs(got - want).mean() < 2.0  # lossy formats: a grey level or so
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp"])
+def test_cli_16_bit_grey_png_to_jpeg_is_not_white(model_dir: Path, suffix: str) -> None:
+    Image.fromarray(gray16(48, 64)).save("g16.png")
+    result = cli("g16.png", "-o", f"g16{suffix}", "--model", model_dir)
+    assert result.exit_code == 0, result.stderr
+    with Image.open(f"g16{suffix}") as out:
+        pixels = np.asarray(out.convert("L"))
+    assert (pixels == 255).mean() < 0.05  # was 100 % white
+    assert 20 < pixels.mean() < 235
+
+
+def test_float_image_in_unit_range_is_scaled_into_png() -> None:
+    arr = np.linspace(0.1, 0.9, 24 * 32, dtype=np.float32).reshape(24, 32)
+    out = write_image_atomic(Image.fromarray(arr, "F"), "f.png")
+    with Image.open(out) as back:
+        got = np.asarray(back, dtype=np.float64) / 65535
+    assert np.abs(got - arr).max() < 1e-4
+
+
+# --- 2: floats outside [0, 1] -------------------------------------------------------------
+
+
+def test_float_array_in_0_255_is_refused_with_the_fix(net: Deraining) -> None:
+    arr = np.random.default_rng(0).uniform(0, 255, (16, 16, 3))
+    with pytest.raises(ImageError) as info:
+        net.run(arr)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "[0, 1]" in message and "255" in message and "divide by 255" in message
+
+
+def test_float_tensor_below_zero_is_refused(net: Deraining) -> None:
+    with pytest.raises(ImageError, match=r"image: .*-0\.5"):
+        net.run(torch.full((3, 16, 16), -0.5))
+
+
+def test_float_rounding_just_outside_unit_range_is_accepted(net: Deraining) -> None:
+    arr = np.full((16, 16, 3), 0.5)
+    arr[0, 0] = 1.0 + 1e-6
+    arr[0, 1] = -1e-6
+    out = net.run(arr)
+    assert out.dtype == arr.dtype and out.min() >= 0 and out.max() <= 1
+
+
+# --- 3: the format the name says, or a refusal ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["x.heic", "noext", "out.xyz"])
+def test_output_name_without_a_writable_format_is_refused(model_dir: Path, name: str) -> None:
+    make_image("a.png")
+    result = cli("a.png", "-o", name, "--model", model_dir)
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert name in line and "format" in line
+    assert not Path(name).exists()
+
+
+def test_stdin_to_a_name_without_a_writable_format_is_refused(model_dir: Path) -> None:
+    data = make_image("a.png").read_bytes()
+    result = cli("-", "-o", "x.heic", "--model", model_dir, stdin=data)
+    assert result.exit_code == 2
+    assert "x.heic" in one_error_line(result)
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("x.jpg", "JPEG"), ("x.webp", "WEBP"), ("x.png", "PNG")])
+def test_rain_preview_writes_the_format_the_name_says(name: str, fmt: str) -> None:
+    make_image("photos/a.png", 64, 64)
+    result = cli("rain-preview", "photos", "-o", name, "-n", "1", "--crop", "32")
+    assert result.exit_code == 0, result.stderr
+    with Image.open(name) as im:
+        assert im.format == fmt
+
+
+@pytest.mark.parametrize("name", ["x.heic", "noext"])
+def test_rain_preview_refuses_a_name_without_a_format(name: str) -> None:
+    make_image("photos/a.png", 64, 64)
+    result = cli("rain-preview", "photos", "-o", name, "-n", "1", "--crop", "32")
+    assert result.exit_code != 0
+    assert name in one_error_line(result)
+    assert not Path(name).exists()
+
+
+# --- 4: a symlink loop matched by a glob ----------------------------------------------------
+
+
+def test_glob_matching_a_symlink_loop_fails_that_file_only(model_dir: Path) -> None:
+    make_image("in/a.png")
+    Path("in/loop.png").symlink_to("loop.png")  # points at itself
+    result = cli("in/*.png", "-o", "out", "--model", model_dir)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("derain: error:")]
+    assert len(errors) == 1 and "loop.png" in errors[0]
+    assert Path("out/a.png").is_file()
+    assert "done 1, skipped 0, failed 1" in result.stderr
+
+
+# --- 5: long output names -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [236, 245, 251])
+def test_long_output_names_can_be_written(length: int) -> None:
+    name = "r" * (length - len(".png")) + ".png"
+    assert len(name.encode()) == length
+    out = write_image_atomic(Image.new("RGB", (4, 4)), Path("out") / name)
+    assert out.is_file() and sorted(p.name for p in Path("out").iterdir()) == [name]
+
+
+def test_cli_long_non_ascii_output_name(model_dir: Path) -> None:
+    make_image("a.png")
+    name = "é" * 120 + ".png"  # 244 bytes in UTF-8
+    result = cli("a.png", "-o", name, "--model", model_dir)
+    assert result.exit_code == 0, result.stderr
+    assert Path(name).is_file()
+
+
+def test_stale_temp_of_a_long_name_is_removed(tmp_path: Path) -> None:
+    from derain.atomic import temp_path
+
+    target = Path("out") / ("q" * 240 + ".png")
+    target.parent.mkdir()
+    stale = temp_path(target)
+    assert len(stale.name.encode()) <= 255
+    dead = stale.name.replace(f".{os.getpid()}.", ".999999999.")
+    Path("out", dead).write_bytes(b"half")
+    write_image_atomic(Image.new("RGB", (4, 4)), target)
+    assert sorted(p.name for p in Path("out").iterdir()) == [target.name]
+
+
+# --- 6: modes a PNG cannot store ------------------------------------------------------------
+
+
+def test_cmyk_input_to_png_output(model_dir: Path) -> None:
+    rgb = Image.open(make_image("src.png"))
+    rgb.convert("CMYK").save("cmyk.jpg")
+    result = cli("cmyk.jpg", "-o", "out.png", "--model", model_dir)
+    assert result.exit_code == 0, result.stderr
+    with Image.open("out.png") as out:
+        assert out.mode == "RGB" and out.size == rgb.size
+
+
+def test_float_tiff_input_to_png_output(model_dir: Path) -> None:
+    arr = np.linspace(0.2, 0.8, 24 * 32, dtype=np.float32).reshape(24, 32)
+    Image.fromarray(arr, "F").save("f.tif")
+    result = cli("f.tif", "-o", "out.png", "--model", model_dir)
+    assert result.exit_code == 0, result.stderr
+    with Image.open("out.png") as out:
+        assert out.size == (32, 24)
+        got = np.asarray(out, dtype=np.float64) / 65535
+    assert 0.05 < got.mean() < 0.95 and got.std() > 0
+
+
+# --- 7: outputs checked before any image is derained ---------------------------------------
+
+
+def test_output_below_a_file_is_refused_before_the_model_loads() -> None:
+    for i in range(2):
+        make_image(f"in/{i}.png", seed=i)
+    Path("blocker").write_text("x")
+    # A model that cannot load: reaching it would mean work began before the check.
+    result = cli("in", "-o", "blocker/deep/out", "--model", "no-such-model")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("derain: error:")]
+    assert len(errors) == 2, result.stderr
+    assert all("Not a directory: blocker" in line for line in errors)
+    assert "no-such-model" not in result.stderr and "File exists" not in result.stderr
+    assert Path("blocker").read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_is_refused_before_the_model_loads() -> None:
+    make_image("in/0.png")
+    Path("out").mkdir()
+    Path("out").chmod(0o555)
+    try:
+        result = cli("in", "-o", "out", "--model", "no-such-model")
+    finally:
+        Path("out").chmod(0o755)
+    assert result.exit_code == 1
+    assert "Permission denied" in result.stderr and "no-such-model" not in result.stderr
+
+
+# --- 9: earlier outputs beside the inputs are not inputs, with -o too ----------------------
+
+
+def test_earlier_outputs_beside_inputs_are_not_derained_again(model_dir: Path) -> None:
+    make_image("in/a.png")
+    make_image("in/a_derained.png", seed=1)
+    make_image("in/a_rain.png", seed=2)
+    result = cli("in", "-o", "out", "--model", model_dir)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in Path("out").iterdir()) == ["a.png"]
+    assert "done 1, skipped 0, failed 0" in result.stderr
+
+
+# --- 10: outputs of another model are redone ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import TINY
+
+    from derain import DANet, save_pretrained
+
+    folder = tmp_path_factory.mktemp("other-model")
+    torch.manual_seed(1)
+    save_pretrained(DANet(TINY), folder)
+    return folder
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif", ".gif"])
+def test_outputs_of_another_model_are_redone(
+    model_dir: Path, other_model_dir: Path, suffix: str
+) -> None:
+    make_image(f"in/a{suffix}")
+    first = cli("in", "-o", "out", "--model", model_dir)
+    assert "done 1, skipped 0" in first.stderr, first.stderr
+    made = Path(f"out/a{suffix}").read_bytes()
+    again = cli("in", "-o", "out", "--model", model_dir)
+    assert "done 0, skipped 1" in again.stderr, again.stderr
+    other = cli("in", "-o", "out", "--model", other_model_dir)
+    assert other.exit_code == 0, other.stderr
+    assert "done 1, skipped 0" in other.stderr and "made by another model" in other.stderr
+    assert Path(f"out/a{suffix}").read_bytes() != made
+    assert "done 0, skipped 1" in cli("in", "-o", "out", "--model", other_model_dir).stderr
+
+
+def test_made_by_names_the_model_and_its_weights(net: Deraining) -> None:
+    from derain.io_files import read_made_by
+
+    made_by = net.made_by
+    write_image_atomic(Image.new("RGB", (4, 4)), "a.png", made_by=made_by)
+    assert read_made_by("a.png") == made_by
+    assert f"weights sha256:{net.weights_sha256}" in made_by and len(net.weights_sha256) == 64
+
+
+# --- 14-16: what a user sees ---------------------------------------------------------------
+
+
+def test_log_output_gets_one_line_per_file(model_dir: Path) -> None:
+    for i in range(2):
+        make_image(f"in/{i}.png", seed=i)
+    make_image("out/1.png")
+    result = cli("in", "-o", "out", "--model", model_dir)  # stderr is not a terminal here
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "wrote out/0.png" in lines
+    assert any(line.startswith("skipped out/1.png") for line in lines)
+
+
+def test_ctrl_c_reports_the_counts(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from derain.cli import run as run_module
+
+    for i in range(3):
+        make_image(f"in/{i}.png", seed=i)
+    real = run_module._Runner.process
+    calls = []
+
+    def interrupted_second(self, job):
+        calls.append(job)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, job)
+
+    monkeypatch.setattr(run_module._Runner, "process", interrupted_second)
+    result = cli("in", "-o", "out", "--model", model_dir)
+    assert result.exit_code == 130
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("derain: error: interrupted")
+    assert "done 1, skipped 0, failed 0" in last and "not done 2" in last
+
+
+def test_image_bytes_are_not_written_to_a_terminal(model_dir: Path) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    data = make_image("a.png").read_bytes()
+    main_fd, child_fd = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "derain", "-", "--model", str(model_dir)],
+            input=data,
+            stdout=child_fd,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+    finally:
+        os.close(child_fd)
+        os.close(main_fd)
+    assert proc.returncode == 2
+    stderr = proc.stderr.decode()
+    assert stderr.count("\n") == 1 and "terminal" in stderr and "Traceback" not in stderr
