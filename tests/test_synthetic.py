@@ -13,6 +13,7 @@ from derain.train.synthetic import (
     PRESETS,
     RainMix,
     RainParams,
+    RainSpace,
     RainSynthesizer,
     preset,
     preview_grid,
@@ -133,3 +134,64 @@ def test_preview_grid_bad_arguments(tmp_path: Path) -> None:
         preview_grid([], "light", seed=0, out_path=tmp_path / "g.png")
     with pytest.raises(ImageError):
         preview_grid([tmp_path / "missing.png"], "light", seed=0, out_path=tmp_path / "g.png")
+
+
+@pytest.mark.parametrize(
+    ("name", "total"),
+    # Sums of the rainy gradient under seed 11, measured with the generator as it was before
+    # the ``wide`` preset, screen blending and JPEG were added: the older presets must not move.
+    [("light", 14893.841425426304), ("heavy", 19050.92826385796), ("mix", 14901.826616115868)],
+)
+def test_older_presets_are_reproducible(name: str, total: float) -> None:
+    rainy = RainSynthesizer(name).synthesize(gradient(), np.random.default_rng(11))
+    assert float(rainy.astype(np.float64).sum()) == pytest.approx(total, rel=1e-9)
+
+
+def test_wide_spans_the_space() -> None:
+    space = preset("wide")
+    assert isinstance(space, RainSpace)
+    rng = np.random.default_rng(0)
+    drawn = [space.sample(rng) for _ in range(400)]
+    own = [p for p in drawn if p.density != space.base.density]  # not the light preset
+    assert 0.15 < 1 - len(own) / len(drawn) < 0.35  # about base_share are the light preset
+    assert {p.layers[0] for p in own} == {1, 2, 3, 4, 5}
+    lengths = [p.length[1] for p in own]
+    assert min(lengths) < 8 and max(lengths) > 120  # short to longer than a fifth of 512 px
+    widths = [p.width[1] for p in own]
+    assert min(widths) < 0.5 and max(widths) > 2.0  # ≈ 1 px to ≈ 6 px wide
+    assert max(p.intensity[1] for p in own) > 0.8  # nearly opaque streaks occur
+    assert max(abs(p.angle[0]) for p in own) > 30  # wind now and then
+    veiled = sum(p.veil[0] > 0 for p in own) / len(own)
+    assert 0.05 < veiled < 0.3  # a veil rarely, and moderate
+    assert max(p.veil[0] for p in own) <= space.veil[1]
+
+
+def test_wide_ranges_from_drizzle_to_downpour() -> None:
+    clean = gradient(128, 128)
+    synth, rng = RainSynthesizer("wide"), np.random.default_rng(2)
+    change = [float(np.abs(synth.synthesize(clean, rng) - clean).mean()) for _ in range(40)]
+    assert min(change) < 0.01  # drizzle
+    assert max(change) > 0.1  # downpour
+
+
+def _one_streak(**overrides: object) -> RainParams:
+    base = dict(density=(0.004, 0.004), layers=(1, 1), intensity=(0.5, 0.5), intensity_jitter=1.0)
+    return RainParams(**(base | overrides))  # type: ignore[arg-type]
+
+
+def test_screen_blend_brightens_bright_backgrounds_less() -> None:
+    bright = np.full((64, 64, 3), 0.8, np.float32)
+    added = RainSynthesizer(_one_streak()).synthesize(bright, np.random.default_rng(3))
+    screened = RainSynthesizer(_one_streak(screen=1.0)).synthesize(bright, np.random.default_rng(3))
+    assert (screened >= bright - 1e-6).all()
+    assert 0 < (screened - bright).sum() < 0.5 * (added - bright).sum()
+    assert (screened <= 1.0).all()
+
+
+def test_jpeg_compresses_the_rainy_image_only() -> None:
+    clean = gradient(64, 64)
+    rng = np.random.default_rng(4)
+    rainy = RainSynthesizer(_one_streak(jpeg=1.0, jpeg_quality=(20, 20))).synthesize(clean, rng)
+    plain = RainSynthesizer(_one_streak()).synthesize(clean, np.random.default_rng(4))
+    np.testing.assert_allclose(rainy * 255, np.round(rainy * 255), atol=1e-3)  # 8-bit now
+    assert 0 < np.abs(rainy - plain).mean() < 0.05  # blocky, but the same rain

@@ -237,3 +237,43 @@ def test_two_process_gloo_stays_in_sync(tmp_path: Path, clean_dir: Path) -> None
     sums = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("PARAMSUM")]
     assert len(sums) == 2 and sums[0] == sums[1]  # both ranks hold identical weights
     assert (tmp_path / "run/last.safetensors").is_file()  # written by rank 0
+
+
+def test_several_validation_sets_are_each_logged(tmp_path: Path, paired_dir: Path) -> None:
+    other = tmp_path / "heavy-set"
+    (other / "rain").mkdir(parents=True)
+    (other / "norain").mkdir()
+    for sub in ("rain", "norain"):  # a second set: the first one's first pair only
+        (other / sub / "0.png").write_bytes((paired_dir / sub / "0.png").read_bytes())
+    val = os.pathsep.join([str(paired_dir), str(other)])
+    result = train(_cfg(tmp_path, paired_dir, steps=3, val=val), log=lambda _: None)
+    rows = (tmp_path / "run/log.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert header[-2:] == [f"psnr_{paired_dir.name}", "psnr_heavy-set"]
+    last = dict(zip(header, rows[-1].split(","), strict=True))
+    per_set = [float(last[f"psnr_{paired_dir.name}"]), float(last["psnr_heavy-set"])]
+    # The mean over the sets (each weighing the same) is the validation score that picks the best.
+    assert float(last["val_psnr"]) == pytest.approx(np.mean(per_set), abs=1e-3)
+    assert result.best_psnr == pytest.approx(np.mean(per_set), abs=1e-3)
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_cpu_step_uses_bf16_only_where_the_cpu_has_it(
+    monkeypatch: pytest.MonkeyPatch, native_bf16: bool
+) -> None:
+    from derain.models.registry import create_model
+    from derain.train import trainer
+    from derain.train.losses import DANetLoss
+
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: native_bf16)
+    torch.manual_seed(0)
+    net = create_model("danet")
+    seen: list[torch.dtype] = []
+    net.register_forward_hook(lambda _m, _i, out: seen.append(out.rain.dtype))  # a conv output
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    step = trainer.OptimStep(net, opt, DANetLoss(), torch.device("cpu"), amp=True)
+    x = torch.rand(2, 3, 32, 32)
+    terms = step(x, x)
+    assert seen == [torch.bfloat16 if native_bf16 else torch.float32]
+    assert torch.isfinite(terms.total)
+    assert terms.total.dtype == torch.float32
