@@ -8,6 +8,7 @@ touch (alpha) are carried through unchanged.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import warnings
 from collections.abc import Callable
@@ -42,23 +43,37 @@ class Decoded:
     restore_gray: Restore
 
 
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file fully, with its EXIF orientation applied.
+def open_image(source: str | os.PathLike[str] | bytes, name: str | None = None) -> Image.Image:
+    """Open an image fully (a file, or its encoded bytes), with its EXIF orientation applied.
+
+    Args:
+        source: a path, or the encoded bytes (an upload).
+        name: how messages name the image; by default the path, or ``<bytes>``.
 
     Raises:
         ImageError: one line naming the file and what is wrong with it.
     """
-    name = os.fspath(path)
-    p = Path(name)
-    if p.is_dir():
-        raise ImageError(f"{name}: is a directory, not an image")
-    if not p.exists():
-        raise ImageError(f"{name}: no such file")
+    opened: Path | io.BytesIO
+    if isinstance(source, (bytes, bytearray)):
+        name = name or "<bytes>"
+        if not source:
+            raise ImageError(f"{name}: file is empty")
+        opened = io.BytesIO(source)
+    else:
+        name = name or os.fspath(source)
+        p = Path(os.fspath(source))
+        if p.is_dir():
+            raise ImageError(f"{name}: is a directory, not an image")
+        if not p.exists():
+            raise ImageError(f"{name}: no such file")
+        if p.stat().st_size == 0:
+            raise ImageError(f"{name}: file is empty")
+        opened = p
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data" on opening a JPEG
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(opened) as im:
                 if getattr(im, "n_frames", 1) > 1:
                     im.seek(0)  # animated: the first frame, documented behaviour
                 im.load()
@@ -72,8 +87,6 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
             "pass --max-pixels N to allow it (in Python: raise PIL.Image.MAX_IMAGE_PIXELS)"
         ) from None
     except UnidentifiedImageError:
-        if p.stat().st_size == 0:
-            raise ImageError(f"{name}: file is empty") from None
         raise ImageError(f"{name}: not an image file Pillow can read") from None
     except Exception as exc:  # Pillow's plugins raise many kinds (IndexError, struct.error…)
         raise ImageError(f"{name}: cannot read image ({_first_line(exc)})") from None

@@ -16,6 +16,7 @@ import typer
 from . import eval as eval_cmd
 from . import models as models_cmd
 from . import run as run_cmd
+from . import serve as serve_cmd
 from . import train as train_cmd
 
 __all__ = ["app", "main", "with_default_verb"]
@@ -55,7 +56,7 @@ def _root(
     """Remove rain from photos with DANet."""
 
 
-for _module in (run_cmd, eval_cmd, models_cmd, train_cmd):
+for _module in (run_cmd, eval_cmd, models_cmd, train_cmd, serve_cmd):
     _module.register(app)
 
 

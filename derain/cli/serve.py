@@ -1,0 +1,167 @@
+"""``derain serve``: the HTTP API and the web page (needs ``pip install "derain[serve]"``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Annotated
+
+import typer
+
+from .common import (
+    DebugOpt,
+    DeviceOpt,
+    OverlapOpt,
+    QuietOpt,
+    Reporter,
+    TileOpt,
+    UsageProblem,
+    fatal_errors,
+    load_deraining,
+    parse_tile,
+    pixel_limit,
+)
+
+HELP = (
+    "Serve the HTTP API (POST /v1/derain, GET /v1/models, /health, docs at /docs) and a web "
+    "page at / to drop images on.\n\n"
+    "Binds to the loopback (127.0.0.1) unless --host says otherwise; any other address needs "
+    "a bearer token (--token or the DERAIN_SERVE_TOKEN variable), which clients then send as "
+    "'Authorization: Bearer TOKEN'. Models are loaded once, at startup."
+)
+
+TOKEN_ENV = "DERAIN_SERVE_TOKEN"
+DEFAULT_PORT = 7000
+DEFAULT_MAX_UPLOAD_MB = 50
+#: 50 MP: a 12 MP phone photo with room to spare; Pillow's own guard is about 89 MP.
+DEFAULT_MAX_PIXELS = 50_000_000
+MEGABYTE = 2**20
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback address (``localhost``, 127/8, ::1).
+
+    A name that cannot be resolved counts as not loopback.
+    """
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse to serve off the loopback without a token (a usage problem, exit code 2)."""
+    if token is not None and not token.strip():
+        raise UsageProblem(f"--token / {TOKEN_ENV} is empty")
+    if token is None and not is_loopback(host):
+        raise UsageProblem(
+            f"--host {host} is not a loopback address: anyone who can reach it could use "
+            f"this server, so it needs a token (--token or the {TOKEN_ENV} variable); "
+            "or serve on 127.0.0.1"
+        )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket, bound here so that ``--port 0`` can report the port it got."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise UsageProblem(f"--host {host}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UsageProblem(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; loopback by default.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")
+    ] = DEFAULT_PORT,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", "-m", help="Model to load (repeat for several; the first is the default)."
+        ),
+    ] = None,
+    device: DeviceOpt = "auto",
+    tile: TileOpt = "auto",
+    overlap: OverlapOpt = 32,
+    workers: Annotated[int, typer.Option(min=1, help="Images computed at the same time.")] = 1,
+    queue: Annotated[
+        int, typer.Option(min=0, help="Requests that may wait for a worker; more get 503.")
+    ] = 8,
+    max_upload_mb: Annotated[
+        float, typer.Option(min=0.001, help="Largest request body, in MiB (413 above).")
+    ] = DEFAULT_MAX_UPLOAD_MB,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Largest image, in pixels, checked before decoding (413).")
+    ] = DEFAULT_MAX_PIXELS,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=TOKEN_ENV,
+            show_envvar=True,
+            help="Bearer token clients must send; required off the loopback.",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Serve the API and the page (help text: ``HELP``)."""
+    reporter = Reporter(quiet, debug)
+    with fatal_errors(reporter):
+        check_exposure(host, token)
+        parse_tile(tile)  # a bad --tile is a usage error before anything loads
+        try:
+            import uvicorn
+
+            from ..serve import Engine, Limits, WorkerPool, create_app, load_models
+        except ImportError as exc:
+            raise UsageProblem(
+                f"derain serve needs the serve extra ({exc.name} is missing): "
+                'pip install "derain[serve]"'
+            ) from None
+
+        loaded = load_models(
+            model or ["danet"],
+            lambda spec: load_deraining(spec, device, tile, overlap, fp32=False),
+        )
+        engine = Engine(loaded, WorkerPool(workers, queue), quality)
+        limits = Limits(int(max_upload_mb * MEGABYTE), max_pixels)
+        app = create_app(engine, limits, token)
+        sock = _bind(host, port)
+        bound = sock.getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        first = loaded[0].describe()
+        reporter.info(
+            f"derain serve: http://{shown}:{bound[1]}/ (models: {', '.join(engine.models)}; "
+            f"{first['device']}; {workers} worker(s), queue {queue}; "
+            f"token {'required' if token else 'off'})"
+        )
+        config = uvicorn.Config(
+            app,
+            log_level="warning" if quiet else "info",
+            access_log=not quiet,
+            timeout_graceful_shutdown=5,
+        )
+        # Pillow's own bomb guard follows the server's limit, for the life of the process.
+        with pixel_limit(max_pixels):
+            uvicorn.Server(config).run(sockets=[sock])
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to ``app``."""
+    app.command("serve", help=HELP)(serve)

@@ -1,0 +1,259 @@
+"""The HTTP API and the web page (FastAPI).
+
+Routes: ``POST /v1/derain``, ``GET /v1/models``, ``GET /health``, the page at ``/`` and the
+OpenAPI docs at ``/docs`` (their scripts served from the package, so they work offline).
+Every error is ``{"error": "<one line>"}`` with its status code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
+
+from .. import __version__
+from ..errors import DerainError, ImageError
+from .engine import Engine
+from .uploads import (
+    ACCEPTED_FORMATS,
+    BodyLimit,
+    RequestProblem,
+    Unauthorized,
+    UnsupportedType,
+    clean_name,
+    probe_image,
+)
+
+__all__ = ["Limits", "create_app"]
+
+log = logging.getLogger("derain.serve")
+
+#: Raw bodies may be sent with these content types (or none); anything else is a 415.
+RAW_TYPES = ("application/octet-stream",)
+MULTIPART = "multipart/form-data"
+#: Form fields looked at for the image, in order; otherwise the first file in the form.
+FILE_FIELDS = ("image", "file")
+#: The page allows only itself: no CDN, no external font, no call to another host.
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'"
+)
+IMAGE_CONTENT = {
+    "image/*": {"schema": {"type": "string", "format": "binary"}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    MULTIPART: {
+        "schema": {
+            "type": "object",
+            "properties": {"image": {"type": "string", "format": "binary"}},
+            "required": ["image"],
+        }
+    },
+}
+
+
+class Limits:
+    """What one request may send."""
+
+    def __init__(self, max_upload_bytes: int, max_pixels: int) -> None:
+        self.max_upload_bytes = max_upload_bytes
+        self.max_pixels = max_pixels
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _problem_response(problem: RequestProblem) -> JSONResponse:
+    headers = {}
+    if isinstance(problem, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    elif problem.status == 503:
+        headers["Retry-After"] = "1"
+    return _error(problem.status, str(problem), headers)
+
+
+def _reply_with(problem: RequestProblem) -> ASGIApp:
+    return _problem_response(problem)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def problem(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestProblem)
+        return _problem_response(exc)
+
+    async def bad_image(_: Request, exc: Exception) -> Response:
+        return _error(400, _one_line(exc))
+
+    async def derain_error(_: Request, exc: Exception) -> Response:
+        log.error("request failed: %s", _one_line(exc))
+        return _error(500, _one_line(exc))
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    async def invalid(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        return _error(400, f"{where}: {first.get('msg')}" if where else str(first.get("msg")))
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return _error(500, f"internal error ({type(exc).__name__}: {_one_line(exc)})")
+
+    app.add_exception_handler(RequestProblem, problem)
+    app.add_exception_handler(ImageError, bad_image)
+    app.add_exception_handler(DerainError, derain_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Exception, unexpected)
+
+
+async def _read_upload(request: Request) -> tuple[bytes, str]:
+    """The image bytes of a request, multipart or raw, and a name for messages."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == MULTIPART:
+        async with request.form(max_files=1, max_fields=8) as form:
+            fields = [form.get(f) for f in FILE_FIELDS]
+            files = [v for v in (*fields, *form.values()) if isinstance(v, UploadFile)]
+            if not files:
+                raise RequestProblem(
+                    "upload: the multipart form has no file; send it as the field 'image'"
+                )
+            upload = files[0]
+            return await upload.read(), clean_name(upload.filename)
+    if ctype and not ctype.startswith("image/") and ctype not in RAW_TYPES:
+        raise UnsupportedType(
+            f"upload: content type {ctype!r} is not taken; send multipart/form-data, or the "
+            "image bytes as image/* or application/octet-stream"
+        )
+    chunks = [chunk async for chunk in request.stream()]
+    return b"".join(chunks), "upload"
+
+
+def create_app(
+    engine: Engine,
+    limits: Limits,
+    token: str | None = None,
+) -> FastAPI:
+    """The ASGI app for ``engine``; requests need ``Authorization: Bearer <token>`` if set."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            engine.close()
+
+    app = FastAPIOffline(
+        title="derain",
+        version=__version__,
+        description=(
+            "Remove rain from photos with DANet. POST an image to `/v1/derain` (multipart "
+            "field `image`, or the raw bytes) and get the derained image back in the same "
+            'format. Errors are JSON: `{"error": "<one line>"}`.'
+        ),
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes, reply=_reply_with)
+
+    def authorised(request: Request) -> None:
+        if token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            raise Unauthorized("this server needs the header 'Authorization: Bearer <token>'")
+
+    guarded: list[Any] = [Depends(authorised)]
+
+    @app.get("/health", summary="Liveness and load", tags=["service"])
+    async def health() -> dict[str, Any]:
+        """Answers while the workers are busy: the model never runs on the event loop."""
+        pool = engine.pool
+        return {
+            "status": "ok",
+            "models": list(engine.models),
+            "workers": pool.workers,
+            "running": pool.running,
+            "waiting": pool.waiting,
+            "capacity": pool.capacity,
+            "auth": token is not None,
+        }
+
+    @app.get("/v1/models", summary="The loaded models", tags=["derain"], dependencies=guarded)
+    async def models() -> dict[str, Any]:
+        return {
+            "default": engine.default_model,
+            "models": [m.describe() for m in engine.models.values()],
+            "formats": list(ACCEPTED_FORMATS),
+            "max_upload_bytes": limits.max_upload_bytes,
+            "max_pixels": limits.max_pixels,
+        }
+
+    @app.post(
+        "/v1/derain",
+        summary="Derain one image",
+        tags=["derain"],
+        dependencies=guarded,
+        response_class=Response,
+        openapi_extra={"requestBody": {"required": True, "content": IMAGE_CONTENT}},
+        responses={
+            200: {
+                "description": "The derained image in the input's format; with `layers=true`, "
+                "JSON holding it and the rain layer and mask as base64 PNG.",
+                "content": {"image/*": {}, "application/json": {}},
+            },
+            400: {"description": "Not a readable image, or a bad option."},
+            401: {"description": "A token is required and was missing or wrong."},
+            413: {"description": "Body over the upload limit, or image over the pixel limit."},
+            415: {"description": "A content type or image format the server does not take."},
+            503: {"description": "The workers and the queue are full; retry later."},
+        },
+    )
+    async def derain(
+        request: Request,
+        model: Annotated[str | None, Query(description="A loaded model (GET /v1/models).")] = None,
+        precision: Annotated[
+            str | None, Query(description="fp32, fp16 or bf16, as the model offers.")
+        ] = None,
+        layers: Annotated[
+            bool, Query(description="Also return the rain layer and the mask (JSON answer).")
+        ] = False,
+    ) -> Response:
+        deraining = engine.choose(model, precision)
+        async with engine.pool.slot() as run:
+            data, name = await _read_upload(request)
+            probe = probe_image(data, name, limits.max_pixels)
+            out = await run(engine.work, deraining, data, name, probe, layers)
+        if layers:
+            return JSONResponse(out.as_json())
+        headers = {"X-Derain-Seconds": f"{out.seconds:.3f}"}
+        return Response(out.body, media_type=out.media_type, headers=headers)
+
+    page = resources.files("derain.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
+
+    return app

@@ -1,0 +1,245 @@
+"""The models a server holds, and the bounded pool that runs them off the event loop.
+
+Each model is loaded once, at startup, with one :class:`derain.Deraining` per precision
+sharing its weights. Work runs on ``workers`` threads; at most ``workers + queue`` requests
+are admitted at a time, and the next one is refused at once (HTTP 503) instead of waiting in
+memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from ..errors import DerainError
+from ..imaging import open_image
+from ..inference import Deraining
+from ..io_files import encode_image
+from .uploads import Busy, Probe, RequestProblem
+
+__all__ = ["Derained", "Engine", "LoadedModel", "WorkerPool", "load_models", "model_key"]
+
+T = TypeVar("T")
+
+#: Precisions offered per device type, the device's default first.
+PRECISIONS: dict[str, tuple[str, ...]] = {
+    "cuda": ("fp16", "bf16", "fp32"),
+    "mps": ("fp32", "fp16"),
+    "cpu": ("fp32", "bf16"),
+}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: The rain layer and mask are grayscale maps: always lossless PNG.
+LAYER_FORMAT = "PNG"
+
+
+def model_key(spec: str) -> str:
+    """The name clients use for a ``--model`` value: never the server's file path."""
+    if spec.startswith("hf-hub:"):
+        return spec.removeprefix("hf-hub:")
+    path = Path(spec)
+    if len(path.parts) > 1 or path.suffix == ".safetensors":
+        return path.stem if path.suffix == ".safetensors" else path.name
+    return spec
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model, as a front object per precision (the first is the default)."""
+
+    name: str
+    by_precision: dict[str, Deraining]
+
+    @property
+    def precisions(self) -> list[str]:
+        return list(self.by_precision)
+
+    def describe(self) -> dict[str, Any]:
+        first = next(iter(self.by_precision.values()))
+        return {
+            "name": self.name,
+            "precisions": self.precisions,
+            "default_precision": self.precisions[0],
+            "device": str(first.device),
+            "parameters": sum(p.numel() for p in first.model.parameters()),
+        }
+
+
+@dataclass(frozen=True)
+class Derained:
+    """The encoded answer to one request."""
+
+    body: bytes
+    media_type: str
+    format: str
+    seconds: float
+    rain: bytes | None = None
+    mask: bytes | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The answer with its layers, images as base64 strings."""
+
+        def image(data: bytes | None, media_type: str) -> dict[str, str] | None:
+            if data is None:
+                return None
+            return {"media_type": media_type, "base64": base64.b64encode(data).decode("ascii")}
+
+        return {
+            "image": image(self.body, self.media_type),
+            "rain": image(self.rain, "image/png"),
+            "mask": image(self.mask, "image/png"),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Counts:
+    admitted: int = 0  # changed on the event loop only
+    running: int = 0  # changed by the workers, under the lock
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class WorkerPool:
+    """``workers`` threads and room for ``queue`` more requests; beyond that, :class:`Busy`."""
+
+    def __init__(self, workers: int, queue: int) -> None:
+        if workers < 1 or queue < 0:
+            raise DerainError(f"need workers >= 1 and queue >= 0, got {workers} and {queue}")
+        self.workers = workers
+        self.capacity = workers + queue
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="derain-worker")
+        self._counts = _Counts()
+
+    @property
+    def running(self) -> int:
+        """Requests a worker is computing now."""
+        return self._counts.running
+
+    @property
+    def waiting(self) -> int:
+        """Requests admitted and not yet computing (reading their body, or queued)."""
+        return max(0, self._counts.admitted - self._counts.running)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[Callable[..., Any]]:
+        """Admit one request or raise :class:`Busy`; yields ``run(fn, *args)`` (awaitable).
+
+        The slot is given back when the request ends, or, if its work was handed to a
+        worker, when that work ends (even if the client has gone away meanwhile).
+        """
+        counts = self._counts
+        if counts.admitted >= self.capacity:
+            raise Busy(f"server busy: {self.workers} worker(s) and the queue are full; retry later")
+        counts.admitted += 1
+        loop = asyncio.get_running_loop()
+        submitted: list[Future[Any]] = []
+
+        def release(_: Future[Any] | None = None) -> None:
+            counts.admitted -= 1
+
+        async def run(fn: Callable[..., T], *args: Any) -> T:
+            future = self._executor.submit(self._counted, fn, *args)
+            submitted.append(future)
+            future.add_done_callback(lambda f: loop.call_soon_threadsafe(release, f))
+            return await asyncio.wrap_future(future)
+
+        try:
+            yield run
+        finally:
+            if not submitted:
+                release()
+
+    def _counted(self, fn: Callable[..., T], *args: Any) -> T:
+        counts = self._counts
+        with counts.lock:
+            counts.running += 1
+        try:
+            return fn(*args)
+        finally:
+            with counts.lock:
+                counts.running -= 1
+
+    def close(self) -> None:
+        """Stop the threads; queued work is dropped."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Engine:
+    """The loaded models and the pool; :meth:`derain` is the whole job of one request."""
+
+    def __init__(self, models: Sequence[LoadedModel], pool: WorkerPool, quality: int) -> None:
+        if not models:
+            raise DerainError("no model to serve")
+        self.models = {m.name: m for m in models}
+        self.default_model = models[0].name
+        self.pool = pool
+        self.quality = quality
+
+    def choose(self, model: str | None, precision: str | None) -> Deraining:
+        """The front object for a request's options (HTTP 400 for unknown ones)."""
+        name = model or self.default_model
+        loaded = self.models.get(name)
+        if loaded is None:
+            raise RequestProblem(
+                f"model: unknown model {name!r}; this server has {', '.join(self.models)}"
+            )
+        chosen = precision or loaded.precisions[0]
+        if chosen not in loaded.by_precision:
+            raise RequestProblem(
+                f"precision: {chosen!r} is not offered for {name}; use "
+                f"{', '.join(loaded.precisions)}"
+            )
+        return loaded.by_precision[chosen]
+
+    def work(
+        self, deraining: Deraining, data: bytes, name: str, probe: Probe, layers: bool
+    ) -> Derained:
+        """Decode, derain and encode one upload (runs on a worker thread)."""
+        t0 = time.perf_counter()
+        image = open_image(data, name)
+        result = deraining.run(image, return_layers=layers)
+        derained = result.image if layers else result
+        meta = {"icc_profile": image.info.get("icc_profile"), "exif": image.getexif()}
+        body = encode_image(derained, probe.write_format, self.quality, **meta)
+        rain = encode_image(result.rain, LAYER_FORMAT) if layers else None
+        mask = encode_image(result.mask, LAYER_FORMAT) if layers else None
+        seconds = time.perf_counter() - t0
+        return Derained(body, probe.media_type, probe.write_format, seconds, rain, mask)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def load_models(specs: Sequence[str], load: Callable[[str], Deraining]) -> list[LoadedModel]:
+    """Load each model once (``load(spec)``); one front object per precision shares its weights.
+
+    The first precision of each model is the one ``load`` chose (the device's default).
+    """
+    loaded: list[LoadedModel] = []
+    for spec in specs:
+        key = model_key(spec)
+        if any(m.name == key for m in loaded):
+            raise DerainError(f"{spec}: two models would both be called {key!r}")
+        base = load(spec)
+        names = {dtype: name for name, dtype in DTYPES.items()}
+        by_precision = {names[base.dtype]: base}
+        for precision in PRECISIONS.get(base.device.type, ("fp32",)):
+            if precision not in by_precision:
+                by_precision[precision] = Deraining(
+                    base.model,
+                    device=base.device,
+                    dtype=DTYPES[precision],
+                    tile=base.tile,
+                    overlap=base.overlap,
+                )
+        loaded.append(LoadedModel(key, by_precision))
+    return loaded

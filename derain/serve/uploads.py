@@ -1,0 +1,191 @@
+"""What a request may send: a bounded body, and bytes that are an image of a known format.
+
+Both checks run before any pixel is decoded: the body is counted while it arrives (and
+refused at once when its declared length is too large), and the image format and size are
+read from the first bytes of the file, whatever name or type the client gave it.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DerainError, ImageError
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "BodyLimit",
+    "Busy",
+    "Probe",
+    "RequestProblem",
+    "TooLarge",
+    "Unauthorized",
+    "UnsupportedType",
+    "clean_name",
+    "probe_image",
+]
+
+#: Formats the server reads, and writes back in the same format (a phone's multi-picture JPEG,
+#: which Pillow calls MPO, comes back as a JPEG of its first picture). Nothing else is even
+#: tried: Pillow's other plugins (EPS through Ghostscript, for one) never see client bytes.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
+_WRITE_AS = {"MPO": "JPEG"}
+#: Longest client-supplied file name echoed in messages.
+_NAME_CHARS = 80
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RequestProblem(DerainError):
+    """A request the server refuses; ``status`` is the HTTP status it answers with."""
+
+    status = 400
+
+
+class TooLarge(RequestProblem):
+    """A body over the upload limit, or an image over the pixel limit."""
+
+    status = 413
+
+
+class UnsupportedType(RequestProblem):
+    """A content type the endpoint does not take, or bytes that are no accepted image."""
+
+    status = 415
+
+
+class Busy(RequestProblem):
+    """Every worker is busy and the queue is full."""
+
+    status = 503
+
+
+class Unauthorized(RequestProblem):
+    """A missing or wrong bearer token."""
+
+    status = 401
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the first bytes of an upload say.
+
+    Attributes:
+        format: the format the bytes are in (Pillow's name).
+        width: pixels.
+        height: pixels.
+    """
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def write_format(self) -> str:
+        """The format the answer is written in: the input's own."""
+        return _WRITE_AS.get(self.format, self.format)
+
+    @property
+    def media_type(self) -> str:
+        """The answer's MIME type."""
+        return Image.MIME.get(self.write_format, "application/octet-stream")
+
+
+def clean_name(name: str | None) -> str:
+    """A client-supplied file name made safe to echo in a one-line message (never a path)."""
+    if not name:
+        return "upload"
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(c if c.isprintable() else "?" for c in base)[:_NAME_CHARS]
+    return text or "upload"
+
+
+def probe_image(data: bytes, name: str, max_pixels: int) -> Probe:
+    """Sniff the format and size of ``data`` from its header, without decoding pixels.
+
+    Raises:
+        ImageError: empty, or a header Pillow cannot parse (HTTP 400).
+        UnsupportedType: not an image in one of :data:`ACCEPTED_FORMATS` (415).
+        TooLarge: more pixels than ``max_pixels`` (413).
+    """
+    if not data:
+        raise ImageError(f"{name}: empty body, no image data")
+    Image.init()
+    formats = [f for f in ACCEPTED_FORMATS if f in Image.OPEN]  # WebP may be left out of a build
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the bomb warning: the size is checked below
+            with Image.open(io.BytesIO(data), formats=formats) as im:
+                fmt, (width, height) = str(im.format), im.size
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses to even open more than twice its guard; its text gives the count.
+        text = str(exc).split(",")[0]
+        raise TooLarge(f"{name}: {text}; this server's limit is {max_pixels} pixels") from None
+    except UnidentifiedImageError:
+        kinds = ", ".join(formats)
+        raise UnsupportedType(
+            f"{name}: not an image in a supported format ({kinds}); judged from the bytes"
+        ) from None
+    except Exception as exc:  # a header that starts right and then breaks
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ImageError(f"{name}: cannot read the image header ({text})") from None
+    if width * height > max_pixels:
+        raise TooLarge(
+            f"{name}: {width}×{height} is {width * height} pixels, over this server's "
+            f"limit of {max_pixels}"
+        )
+    return Probe(fmt, width, height)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``max_bytes`` before reading them.
+
+    A declared ``Content-Length`` over the limit is answered 413 at once; a body without
+    one (chunked) is counted as it arrives and stopped at the limit.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, reply: Callable[[RequestProblem], ASGIApp]
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.reply = reply
+
+    def _too_large(self, size: str) -> TooLarge:
+        return TooLarge(f"upload: body of {size} is over this server's limit of {self.max_bytes}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None:
+            text = declared.decode("latin-1").strip()
+            if not text.isdigit():
+                problem: RequestProblem = RequestProblem(f"upload: bad Content-Length {text!r}")
+                await self.reply(problem)(scope, receive, send)
+                return
+            if int(text) > self.max_bytes:
+                await self.reply(self._too_large(f"{int(text)} bytes"))(scope, receive, send)
+                return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large(f"more than {received} bytes")
+            return message
+
+        await self.app(scope, counted, send)

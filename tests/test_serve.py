@@ -1,0 +1,682 @@
+"""``derain serve``: the real server, started on 127.0.0.1, under bad input and load.
+
+The server runs as a subprocess (``python -m derain serve --port 0``) with the tiny
+random-weight model, its own TMPDIR, and small limits so that the limits are cheap to hit.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from derain import Deraining
+
+pytest.importorskip("fastapi", reason="needs the serve extra: pip install '.[serve]'")
+pytest.importorskip("uvicorn", reason="needs the serve extra: pip install '.[serve]'")
+
+from derain.serve import WorkerPool, probe_image
+from derain.serve.uploads import Busy, TooLarge, UnsupportedType
+
+WORKERS, QUEUE = 2, 4
+MAX_UPLOAD_MB = 4
+MAX_PIXELS = 2_000_000
+#: Seconds any single step may take before the test gives up (the machine may be busy).
+STARTUP_S = 90
+REQUEST_S = 60
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    tmpdir: Path
+    log: Path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_S)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024
+
+
+def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    tmpdir = tmp / "server-tmp"
+    tmpdir.mkdir()
+    log = tmp / "server.log"
+    full_env = {**os.environ, "TMPDIR": str(tmpdir), **(env or {})}
+    cmd = [sys.executable, "-m", "derain", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text(errors="replace"))
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()}")
+        if match:
+            server = Server(process, "127.0.0.1", int(match[1]), tmpdir, log)
+            try:
+                if server.request("GET", "/health")[0] == 200:
+                    return server
+            except OSError:
+                pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"server did not start in {STARTUP_S} s: {log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("serve")
+    srv = start_server(
+        tmp,
+        *("--model", str(model_dir), "--device", "cpu", "--tile", "256"),
+        *("--workers", str(WORKERS), "--queue", str(QUEUE)),
+        *("--max-upload-mb", str(MAX_UPLOAD_MB), "--max-pixels", str(MAX_PIXELS)),
+    )
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir: Path) -> Deraining:
+    """The library, in this process: what every answer must equal."""
+    return Deraining(str(model_dir), device="cpu", tile=256)
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A smooth random RGB picture (compresses like a photo, not like noise)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR)
+
+
+def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def multipart(data: bytes, filename: str, ctype: str, field: str = "image") -> tuple[bytes, str]:
+    boundary = "derain-test-boundary-7f3a"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+        f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'
+    ).encode()
+    body = head + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width``×``height`` and holds almost no data."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def read_reply(sock: socket.socket) -> str:
+    """One HTTP response from a raw socket: the head, and the body its Content-Length gives."""
+    sock.settimeout(REQUEST_S)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        if not more:
+            break
+        data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+    while length and len(body) < int(length[1]):
+        more = sock.recv(65536)
+        if not more:
+            break
+        body += more
+    return (head + b"\r\n\r\n" + body).decode("utf-8", "replace")
+
+
+def error_of(status: int, headers: dict[str, str], body: bytes, expected: int) -> str:
+    """The one-line JSON error of a refused request."""
+    assert status == expected, (status, body[:300])
+    assert headers["content-type"].startswith("application/json")
+    message = json.loads(body)["error"]
+    assert message and "\n" not in message and "Traceback" not in message
+    return message
+
+
+def expected_png(reference: Deraining, image: Image.Image) -> np.ndarray:
+    return np.asarray(reference.run(image), dtype=np.int16)
+
+
+# --- the service --------------------------------------------------------------------------
+
+
+def test_health_models_and_docs(server: Server, model_dir: Path) -> None:
+    status, _, body = server.request("GET", "/health")
+    health = json.loads(body)
+    assert status == 200
+    assert health["models"] == [model_dir.name] and health["auth"] is False
+    assert health["capacity"] == WORKERS + QUEUE
+    status, _, body = server.request("GET", "/v1/models")
+    info = json.loads(body)
+    assert status == 200 and info["default"] == model_dir.name
+    assert info["models"][0]["precisions"][0] == "fp32"
+    assert str(model_dir) not in body.decode()  # the server's paths are not shown to clients
+    # The docs page works offline: its scripts and styles come from this server.
+    status, _, body = server.request("GET", "/docs")
+    assert status == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', body.decode())
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets)
+    for asset in assets:
+        assert server.request("GET", asset)[0] == 200, asset
+    status, _, body = server.request("GET", "/openapi.json")
+    assert status == 200 and "/v1/derain" in json.loads(body)["paths"]
+
+
+def test_page_is_self_contained(server: Server) -> None:
+    status, headers, body = server.request("GET", "/")
+    page = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert not re.search(r"(?:src|href|url)\s*[=(]\s*[\"']?(?:https?:)?//", page)
+    assert "@import" not in page
+    assert all(h.startswith("data:") for h in re.findall(r'<link[^>]*href="([^"]*)"', page))
+
+
+def test_raw_and_multipart_answers_equal_the_library(server: Server, reference: Deraining) -> None:
+    image = photo(97, 61)
+    want = expected_png(reference, image)
+    raw = encoded(image, "PNG")
+    status, headers, body = server.request("POST", "/v1/derain", raw, {"Content-Type": "image/png"})
+    assert status == 200 and headers["content-type"] == "image/png"
+    got = Image.open(io.BytesIO(body))
+    assert got.format == "PNG" and got.size == image.size and got.mode == "RGB"
+    assert np.abs(np.asarray(got, dtype=np.int16) - want).max() <= 1
+    # Multipart, with a name and a declared type that lie: the bytes decide.
+    form, ctype = multipart(raw, "holiday.jpg", "image/jpeg")
+    status, headers, body = server.request("POST", "/v1/derain", form, {"Content-Type": ctype})
+    assert status == 200 and headers["content-type"] == "image/png"
+    assert np.abs(np.asarray(Image.open(io.BytesIO(body)), dtype=np.int16) - want).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "media"),
+    [("JPEG", "RGB", "image/jpeg"), ("WEBP", "RGB", "image/webp"), ("PNG", "RGBA", "image/png")],
+)
+def test_answer_keeps_format_size_and_mode(server: Server, fmt: str, mode: str, media: str) -> None:
+    image = photo(64, 40, seed=3).convert(mode)
+    status, headers, body = server.request(
+        "POST", "/v1/derain", encoded(image, fmt), {"Content-Type": "application/octet-stream"}
+    )
+    assert status == 200 and headers["content-type"] == media
+    got = Image.open(io.BytesIO(body))
+    assert (got.format, got.size, got.mode) == (fmt, image.size, mode)
+
+
+def test_layers_option_returns_rain_and_mask(server: Server, reference: Deraining) -> None:
+    image = photo(48, 32, seed=5)
+    status, headers, body = server.request(
+        "POST", "/v1/derain?layers=true&precision=fp32", encoded(image, "PNG"),
+        {"Content-Type": "image/png"},
+    )  # fmt: skip
+    assert status == 200 and headers["content-type"] == "application/json"
+    answer = json.loads(body)
+    want = reference.run(image, return_layers=True)
+    pictures = {k: Image.open(io.BytesIO(base64.b64decode(answer[k]["base64"]))) for k in
+                ("image", "rain", "mask")}  # fmt: skip
+    assert all(p.size == image.size for p in pictures.values())
+    for key, target in (("image", want.image), ("rain", want.rain), ("mask", want.mask)):
+        diff = np.abs(np.asarray(pictures[key], np.int16) - np.asarray(target, np.int16))
+        assert diff.max() <= 1, key
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+def test_empty_body(server: Server) -> None:
+    message = error_of(
+        *server.request("POST", "/v1/derain", b"", {"Content-Type": "image/png"}), 400
+    )
+    assert "empty" in message
+
+
+def test_truncated_file(server: Server) -> None:
+    data = encoded(photo(200, 150), "PNG")
+    form, ctype = multipart(data[: len(data) // 2], "cut.png", "image/png")
+    message = error_of(*server.request("POST", "/v1/derain", form, {"Content-Type": ctype}), 400)
+    assert message.startswith("cut.png:") and "truncated" in message
+
+
+def test_text_file_with_an_image_name(server: Server) -> None:
+    form, ctype = multipart(b"just some words, not a picture\n" * 20, "rain.jpg", "image/jpeg")
+    message = error_of(*server.request("POST", "/v1/derain", form, {"Content-Type": ctype}), 415)
+    assert message.startswith("rain.jpg:") and "not an image" in message
+
+
+def test_huge_header_is_refused_before_decoding(server: Server) -> None:
+    before = server.rss_mb()
+    start = time.monotonic()
+    header = png_header(50_000, 50_000)
+    status, headers, body = server.request(
+        "POST", "/v1/derain", header, {"Content-Type": "image/png"}
+    )
+    message = error_of(status, headers, body, 413)
+    assert "2500000000 pixels" in message and str(MAX_PIXELS) in message
+    # 2.5 gigapixels would need 7.5 GB to decode: nothing of the kind happened.
+    assert time.monotonic() - start < 10
+    assert server.rss_mb() - before < 50
+
+
+def test_a_200_mb_body_is_refused_without_reading_it(server: Server) -> None:
+    size = 200 * 2**20
+    with socket.create_connection((server.host, server.port), timeout=REQUEST_S) as sock:
+        sock.sendall(
+            b"POST /v1/derain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+            + f"Content-Length: {size}\r\n\r\n".encode()
+        )
+        reply = read_reply(sock)  # answered before one body byte is sent
+    assert reply.startswith("HTTP/1.1 413"), reply[:200]
+    assert "over this server's limit" in reply
+
+
+def test_a_chunked_200_mb_body_is_stopped_at_the_limit(server: Server) -> None:
+    """Without a Content-Length the body is counted as it comes and cut at the limit."""
+    chunk = b"\0" * 2**20
+    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    sent = 0
+    with socket.create_connection((server.host, server.port), timeout=REQUEST_S) as sock:
+        sock.sendall(
+            b"POST /v1/derain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        while sent < 200 * 2**20:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break
+            try:
+                sock.sendall(framed)
+            except OSError:  # the server closed the connection after answering
+                break
+            sent += len(chunk)
+        reply = read_reply(sock)
+    assert reply.startswith("HTTP/1.1 413"), reply[:200]
+    assert "over this server's limit" in reply
+    assert sent < 100 * 2**20  # stopped long before the end
+
+
+@pytest.mark.parametrize(
+    "ctype", ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+)
+def test_wrong_content_type(server: Server, ctype: str) -> None:
+    data = encoded(photo(32, 32), "PNG")
+    message = error_of(*server.request("POST", "/v1/derain", data, {"Content-Type": ctype}), 415)
+    assert ctype in message
+
+
+@pytest.mark.parametrize(
+    ("query", "word"),
+    [("model=nope", "unknown model"), ("precision=fp64", "precision"), ("layers=maybe", "layers")],
+)
+def test_bad_options(server: Server, query: str, word: str) -> None:
+    data = encoded(photo(32, 32), "PNG")
+    status, headers, body = server.request(
+        "POST", f"/v1/derain?{query}", data, {"Content-Type": "image/png"}
+    )
+    assert word in error_of(status, headers, body, 400)
+
+
+# --- load ---------------------------------------------------------------------------------
+
+
+def test_50_concurrent_requests_health_memory_and_temp_files(
+    server: Server, reference: Deraining
+) -> None:
+    image = photo(384, 320, seed=7)
+    data = encoded(image, "PNG")
+    want = expected_png(reference, image)
+    gate = threading.Barrier(50)
+
+    def one(_: int) -> tuple[int, dict[str, str], bytes, float]:
+        gate.wait(timeout=REQUEST_S)
+        start = time.monotonic()
+        status, headers, body = server.request(
+            "POST", "/v1/derain", data, {"Content-Type": "image/png"}
+        )
+        return status, headers, body, time.monotonic() - start
+
+    health: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            start = time.monotonic()
+            status, _, body = server.request("GET", "/health")
+            assert status == 200
+            health.append((time.monotonic() - start, json.loads(body)["running"]))
+            time.sleep(0.02)
+
+    def load_round() -> list[tuple[int, dict[str, str], bytes, float]]:
+        with ThreadPoolExecutor(50) as pool:
+            return list(pool.map(one, range(50)))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        answers = load_round()
+    finally:
+        stop.set()
+        watcher.join(timeout=REQUEST_S)
+
+    ok = [a for a in answers if a[0] == 200]
+    busy = [a for a in answers if a[0] == 503]
+    assert len(ok) + len(busy) == 50, sorted({a[0] for a in answers})
+    assert ok and busy  # some work was done, and the rest was refused rather than queued
+    for _, _, body, _ in ok:
+        got = np.asarray(Image.open(io.BytesIO(body)), dtype=np.int16)
+        assert got.shape == want.shape and np.abs(got - want).max() <= 1
+    for status, headers, body, _ in busy:
+        assert "busy" in error_of(status, headers, body, 503)
+        assert headers.get("retry-after") == "1"
+    slowest_ok = max(a[3] for a in ok)
+    assert max(a[3] for a in busy) < slowest_ok  # refused at once, not after waiting
+    # Health answered while the model was running, and quickly.
+    assert any(running > 0 for _, running in health), health
+    assert max(seconds for seconds, _ in health) < 5
+
+    # Memory is flat: more rounds of the same load do not grow the server.
+    settled = server.rss_mb()
+    for _ in range(3):
+        load_round()
+    grown = server.rss_mb() - settled
+    assert grown < 40, f"RSS grew {grown:.0f} MB over 3 more rounds of 50 requests"
+
+    # No temp file is left, none is open: a 2 MB multipart upload spills to a temp file.
+    noise = np.random.default_rng(1).integers(0, 256, (700, 1000, 3), dtype=np.uint8)
+    big = encoded(Image.fromarray(noise), "PNG")
+    assert len(big) > 2**20
+    form, ctype = multipart(big, "noise.png", "image/png")
+    assert server.request("POST", "/v1/derain", form, {"Content-Type": ctype})[0] == 200
+    assert list(server.tmpdir.iterdir()) == []
+    fds = Path(f"/proc/{server.process.pid}/fd")
+    open_files = [os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink()]
+    assert not [f for f in open_files if f.startswith(str(server.tmpdir)) or "(deleted)" in f]
+
+
+# --- access -------------------------------------------------------------------------------
+
+
+def test_token_is_required_when_set(tmp_path: Path, model_dir: Path) -> None:
+    srv = start_server(
+        tmp_path, "--model", str(model_dir), "--device", "cpu",
+        env={"DERAIN_SERVE_TOKEN": "s3cret-token"},
+    )  # fmt: skip
+    try:
+        status, _, body = srv.request("GET", "/health")
+        assert status == 200 and json.loads(body)["auth"] is True
+        status, headers, body = srv.request("GET", "/v1/models")
+        assert "Bearer" in error_of(status, headers, body, 401)
+        assert headers["www-authenticate"] == "Bearer"
+        wrong = {"Authorization": "Bearer guess"}
+        assert srv.request("GET", "/v1/models", headers=wrong)[0] == 401
+        data = encoded(photo(32, 32), "PNG")
+        assert srv.request("POST", "/v1/derain", data, {"Content-Type": "image/png"})[0] == 401
+        right = {"Authorization": "Bearer s3cret-token"}
+        assert srv.request("GET", "/v1/models", headers=right)[0] == 200
+        assert (
+            srv.request("POST", "/v1/derain", data, {**right, "Content-Type": "image/png"})[0]
+            == 200
+        )
+    finally:
+        stop_server(srv)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
+def test_refuses_to_serve_off_loopback_without_a_token(
+    host: str, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from derain.cli import app
+
+    monkeypatch.delenv("DERAIN_SERVE_TOKEN", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--host", host, "--model", str(model_dir)])
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert "\n" not in line and "not a loopback address" in line and "--token" in line
+
+
+def test_loopback_names() -> None:
+    from derain.cli.serve import is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.8.9.10", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.0.2.1", "no-such-host.invalid"]))
+
+
+def test_help_does_not_import_the_serve_extra() -> None:
+    code = (
+        "import sys\nfrom derain.cli import main\n"
+        "try:\n    main(['serve', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('fastapi', 'uvicorn', 'starlette', 'fastapi_offline', 'derain.serve')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "--workers" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from derain.cli import app
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the extra were not installed
+    result = CliRunner().invoke(app, ["serve", "--model", str(model_dir)])
+    assert result.exit_code == 2
+    assert 'pip install "derain[serve]"' in result.output
+
+
+# --- pieces -------------------------------------------------------------------------------
+
+
+def test_probe_reads_only_the_header() -> None:
+    assert probe_image(encoded(photo(30, 20), "JPEG"), "a", 10_000).format == "JPEG"
+    with pytest.raises(TooLarge, match="10000×5000 is 50000000 pixels"):
+        probe_image(png_header(10_000, 5_000), "big.png", 10**7)
+    with pytest.raises(TooLarge, match="2000000000 pixels"):  # past Pillow's own guard
+        probe_image(png_header(50_000, 40_000), "bigger.png", 10**7)
+    with pytest.raises(TooLarge, match="over this server's limit of 100"):
+        probe_image(png_header(20, 10), "b.png", 100)
+    with pytest.raises(UnsupportedType, match="judged from the bytes"):
+        probe_image(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "c.png", 100)
+
+
+def test_pool_admits_workers_plus_queue_then_refuses() -> None:
+    import asyncio
+
+    async def scenario() -> None:
+        pool = WorkerPool(workers=1, queue=1)
+        release = threading.Event()
+        async with pool.slot() as run_a:
+            first = asyncio.ensure_future(run_a(release.wait, 30))
+            async with pool.slot():
+                with pytest.raises(Busy):
+                    async with pool.slot():
+                        pass
+            # A finished request whose work never started gives its slot back at once...
+            async with pool.slot():
+                pass
+            await asyncio.sleep(0.05)
+            assert pool.running == 1
+            first.cancel()  # ...a client gone away does not: its work still holds the worker
+        with pytest.raises(Busy):
+            async with pool.slot(), pool.slot():
+                pass
+        release.set()
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if pool.running == 0 and pool.waiting == 0:
+                break
+        async with pool.slot(), pool.slot():
+            pass
+        pool.close()
+
+    asyncio.run(scenario())
+
+
+# --- the page, in a real browser ----------------------------------------------------------
+
+DROP_JS = """
+const [b64, name, type] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const data = new DataTransfer();
+data.items.add(new File([bytes], name, { type }));
+const target = document.getElementById("drop");
+for (const kind of ["dragenter", "dragover", "drop"]) {
+  const init = { bubbles: true, cancelable: true, dataTransfer: data };
+  target.dispatchEvent(new DragEvent(kind, init));
+}
+"""
+
+
+def chromium(downloads: Path) -> Any:
+    """Headless Debian Chromium through Selenium, cut off from every host but 127.0.0.1."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Debian's chromium and chromium-driver (see .ci/run)")
+        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install them")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        # Offline: any name but the loopback fails to resolve, so a CDN would break the page.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ):
+        options.add_argument(arg)
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
+    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+
+
+def wait_for(condition: Callable[[], Any], what: str, seconds: float = REQUEST_S) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def natural_width(driver: Any, element: Any) -> int:
+    return int(driver.execute_script("return arguments[0].naturalWidth", element))
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium(server: Server, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    dropped = photo(150, 100, seed=11)
+    picked = photo(120, 90, seed=12)
+    picked_path = tmp_path / "street.jpg"
+    picked.save(picked_path, quality=90)
+    origin = f"http://{server.host}:{server.port}"
+    driver = chromium(downloads)
+    try:
+        driver.get(origin + "/")
+        find = driver.find_element
+        wait_for(lambda: find(By.ID, "model").get_attribute("value"), "the model list")
+        # Drop one image, pick another: a batch of two, run one after the other.
+        payload = base64.b64encode(encoded(dropped, "PNG")).decode()
+        driver.execute_script(DROP_JS, payload, "rainy.png", "image/png")
+        find(By.ID, "pick").send_keys(str(picked_path))
+        rows = lambda: driver.find_elements(By.CSS_SELECTOR, "#jobs li")  # noqa: E731
+        wait_for(lambda: len(rows()) == 2, "two rows")
+        states = lambda: [r.get_attribute("data-state") for r in rows()]  # noqa: E731
+        wait_for(lambda: states() == ["done", "done"], f"both results (now {states()})")
+        assert find(By.ID, "message").text == ""
+        for row, source, name in (
+            (0, dropped, "rainy_derained.png"),
+            (1, picked, "street_derained.jpg"),
+        ):
+            rows()[row].click()
+            after = find(By.ID, "after")
+            width = source.width
+            wait_for(lambda a=after, w=width: natural_width(driver, a) == w, "the result")
+            find(By.ID, "split").send_keys("\ue012" * 5)  # arrow left: the slider moves
+            assert "inset" in after.get_attribute("style")
+            find(By.ID, "download").click()
+            target = downloads / name
+            wait_for(target.is_file, f"the download {name}")
+            with Image.open(target) as got:
+                assert got.size == source.size
+                assert got.format == ("PNG" if name.endswith(".png") else "JPEG")
+        # Nothing was loaded from anywhere but this server.
+        urls = driver.execute_script(
+            "return performance.getEntriesByType('resource').map((e) => e.name)"
+        )
+        assert all(u.startswith((origin, "blob:", "data:")) for u in urls), urls
+        logs = driver.get_log("browser")
+        assert not [e for e in logs if e["level"] == "SEVERE"], logs
+    finally:
+        driver.quit()
