@@ -362,3 +362,36 @@ def test_image_bytes_are_not_written_to_a_terminal(model_dir: Path) -> None:
     assert proc.returncode == 2
     stderr = proc.stderr.decode()
     assert stderr.count("\n") == 1 and "terminal" in stderr and "Traceback" not in stderr
+
+
+# --- 8: eval goes on past a bad pair --------------------------------------------------------
+
+
+def test_eval_reports_a_bad_pair_skips_it_and_goes_on(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in (1, 2, 3, 4):
+        make_image(f"data/rain/{i}.png", seed=i)
+        make_image(f"data/norain/{i}.png", seed=10 + i)
+    make_image("data/norain/2.png", h=16, w=16)  # size mismatch
+    Path("data/rain/3.png").write_bytes(b"not an image")
+    derained: list[object] = []
+    real_run = Deraining.run
+
+    def counting_run(self, image, **kwargs):
+        derained.append(image)
+        return real_run(self, image, **kwargs)
+
+    monkeypatch.setattr(Deraining, "run", counting_run)
+    result = cli("eval", "--data", "data", "--model", model_dir, "--csv", "s.csv")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("derain: error:")]
+    assert len(errors) == 3, result.stderr
+    assert "rain/2.png" in errors[0] and "size" in errors[0]
+    assert "rain/3.png" in errors[1]
+    assert "2 of 4 pair(s) could not be scored" in errors[2]
+    assert len(derained) == 2  # the bad pairs were rejected before any derain
+    assert "Traceback" not in result.stderr
+    rows = Path("s.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["1.png", "4.png"]
+    assert "│      2 │" in result.stdout  # the table scores the two good pairs

@@ -13,8 +13,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ..errors import ImageError, OutputError
+from ..errors import DerainError, ImageError, OutputError
 from ..imaging import open_image
+from ..inference import Deraining
 from ..metrics import Score, ScoreSummary, score_pair
 from ..pairs import scan_pairs
 from .common import (
@@ -27,6 +28,7 @@ from .common import (
     QuietOpt,
     Reporter,
     TileOpt,
+    describe,
     fatal_errors,
     load_deraining,
     parse_tile,
@@ -91,15 +93,21 @@ def evaluate(
             disable=quiet or not reporter.console.is_terminal,
             transient=True,
         ) as progress:
+            lines = progress.disable and not quiet  # a log gets one line per pair
+            failed = 0
             for rainy, target in progress.track(scan.pairs, description="scoring"):
-                image = open_image(rainy)
-                restored = image if deraining is None else deraining.run(image)
-                try:
-                    score = score_pair(_rgb(restored), _rgb(open_image(target)))
-                except ImageError as exc:  # size mismatch: the message names no file
-                    raise ImageError(f"{rainy}: {exc}") from None
+                try:  # a bad pair is reported and skipped; the others are still scored
+                    score = _score(rainy, target, deraining)
+                except DerainError as exc:
+                    failed += 1
+                    reporter.error(describe(exc, str(rainy)), exc)
+                    continue
                 names.append(rainy.name)
                 scores.append(score)
+                if lines:
+                    reporter.info(f"{rainy}: {score.psnr:.2f} dB / {score.ssim:.4f}")
+        if not scores:
+            raise DerainError(f"{data}: no pair could be scored")
         summary = ScoreSummary(names=tuple(names), scores=tuple(scores))
         if csv_path is not None:
             _write_csv(csv_path, summary)
@@ -108,6 +116,24 @@ def evaluate(
             table.add_column(column, justify="right")
         table.add_row(str(len(scores)), f"{summary.psnr:.2f}", f"{summary.ssim:.4f}")
         Console().print(table)
+        if failed:
+            reporter.error(f"{failed} of {len(scan.pairs)} pair(s) could not be scored")
+            raise typer.Exit(1)
+
+
+def _score(rainy: Path, target: Path, deraining: Deraining | None) -> Score:
+    """Score one pair; both images are read and their sizes compared before any derain."""
+    image, clean = open_image(rainy), open_image(target)
+    if image.size != clean.size:
+        raise ImageError(
+            f"{rainy}: size {image.width}×{image.height} differs from its target {target} "
+            f"({clean.width}×{clean.height})"
+        )
+    restored = image if deraining is None else deraining.run(image)
+    try:
+        return score_pair(_rgb(restored), _rgb(clean))
+    except ImageError as exc:  # the message names no file
+        raise ImageError(f"{rainy}: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:
