@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def _check_types(model: object, overlap: object, sha256: object) -> None:
+    if not isinstance(model, (str, os.PathLike, DANet)):
+        raise DerainError(
+            "model must be a model name, 'hf-hub:owner/repo', a path or a DANet, "
+            f"got {type(model).__name__}"
+        )
+    if isinstance(overlap, bool) or not isinstance(overlap, numbers.Integral):
+        raise DerainError(f"overlap must be an integer >= 0, got {overlap!r}")
+    if sha256 is not None and not isinstance(sha256, str):
+        raise DerainError(f"sha256 must be a hex digest string, got {type(sha256).__name__}")
+
+
 class Deraining:
     """Remove rain from images with a DANet model.
 
@@ -110,6 +123,12 @@ class Deraining:
         dtype: compute dtype; default float16 on CUDA, float32 elsewhere.
         tile: tile side in pixels, ``"auto"`` (from the device's memory) or ``None`` (never tile).
         overlap: pixels shared by neighbouring tiles.
+        sha256: the expected hex digest of the weights file (``config.json`` of a folder that
+            :meth:`save_pretrained` wrote records it); a file that differs is refused.
+
+    Raises:
+        DerainError: an argument of the wrong type or value, in one line;
+            :class:`~derain.WeightsError` for weights that are corrupt, altered or do not fit.
 
     Example:
         >>> from derain import Deraining
@@ -124,11 +143,15 @@ class Deraining:
         dtype: torch.dtype | None = None,
         tile: int | str | None = "auto",
         overlap: int = DEFAULT_OVERLAP,
+        sha256: str | None = None,
     ) -> None:
+        _check_types(model, overlap, sha256)
         if isinstance(model, DANet):
+            if sha256 is not None:
+                raise DerainError("sha256 checks a weights file; a DANet object has none")
             net, self.source = model, "in-memory model"
         else:
-            net, self.source = resolve_model(model)
+            net, self.source = resolve_model(model, sha256=sha256)
         self.device = resolve_device(device)
         if dtype is None:
             dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -139,10 +162,10 @@ class Deraining:
                 f"tile must be 'auto', None or an integer >= {MIN_TILE}, got {tile!r}"
             )
         if overlap < 0:
-            raise DerainError(f"overlap must be >= 0, got {overlap}")
+            raise DerainError(f"overlap must be an integer >= 0, got {overlap}")
         self.dtype = dtype
         self.tile = tile
-        self.overlap = overlap
+        self.overlap = int(overlap)
         self.model = net.eval().to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True

@@ -226,7 +226,7 @@ def _load_directory(directory: Path) -> DANet:
     return load_file(weights, sha256=config.get("sha256"), config=config)
 
 
-def _load_hub(spec: str) -> DANet:
+def _load_hub(spec: str, sha256: str | None = None) -> DANet:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -270,27 +270,61 @@ def _load_hub(spec: str) -> DANet:
     except (HfHubHTTPError, OSError, *transport) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WeightsNotAvailableError(f"{spec}: download failed ({first})") from None
+    _check_expected(files[WEIGHTS_NAME], sha256)
     config = _read_json(files[CONFIG_NAME])
     return load_file(files[WEIGHTS_NAME], sha256=config.get("sha256"), config=config)
 
 
-def resolve_model(source: str | os.PathLike[str]) -> tuple[DANet, str]:
+def _sidecar(path: Path) -> Path | None:
+    """The config recorded beside a weights file: ``NAME.json``, or the ``config.json`` of
+    the folder :func:`save_pretrained` wrote when the file is its ``model.safetensors``."""
+    for candidate in (path.with_suffix(".json"), path.parent / CONFIG_NAME):
+        if candidate.is_file() and (candidate.name != CONFIG_NAME or path.name == WEIGHTS_NAME):
+            return candidate
+    return None
+
+
+def _check_expected(path: Path, expected: str | None) -> None:
+    """Refuse ``path`` unless its sha256 is ``expected`` (when one is given)."""
+    if expected is None:
+        return
+    want = expected.strip().lower()
+    if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+        raise WeightsError(f"sha256 must be 64 hex digits, got {expected!r}")
+    if sha256_of(path) != want:
+        raise WeightsError(
+            f"{path}: sha256 does not match the expected {want[:12]}…; "
+            "the file is corrupt, altered or another model"
+        )
+
+
+def resolve_model(source: str | os.PathLike[str], sha256: str | None = None) -> tuple[DANet, str]:
     """Turn a registry name, a ``hf-hub:`` id or a local path into a loaded model.
+
+    Args:
+        source: the model.
+        sha256: expected digest of the weights file, checked on top of any digest recorded
+            in the package (shipped weights) or beside the file (``config.json``).
 
     Returns:
         The model in eval mode and a short human-readable description of where it came from.
     """
     text = os.fspath(source)
     if text in list_models():
-        return load_shipped(get_model_info(text)), f"{text} (shipped weights)"
+        info = get_model_info(text)
+        _check_expected(shipped_weights_dir() / info.weights.filename, sha256)
+        return load_shipped(info), f"{text} (shipped weights)"
     if text.startswith(HUB_PREFIX):
-        return _load_hub(text), text
+        return _load_hub(text, sha256), text
     path = Path(text).expanduser()
     if path.is_dir():
+        if (path / WEIGHTS_NAME).is_file():
+            _check_expected(path / WEIGHTS_NAME, sha256)
         return _load_directory(path), str(path)
     if path.is_file():
-        sidecar = path.with_suffix(".json")
-        if sidecar.is_file():
+        _check_expected(path, sha256)
+        sidecar = _sidecar(path)
+        if sidecar is not None:
             config = _read_json(sidecar)
             return load_file(path, sha256=config.get("sha256"), config=config), str(path)
         return load_file(path), str(path)

@@ -395,3 +395,79 @@ def test_eval_reports_a_bad_pair_skips_it_and_goes_on(
     rows = Path("s.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows[1:]] == ["1.png", "4.png"]
     assert "│      2 │" in result.stdout  # the table scores the two good pairs
+
+
+# --- 11-13: the Python API ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "needle"),
+    [
+        ((None,), {}, "model"),
+        ((123,), {}, "model"),
+        ((), {"overlap": 2.5}, "overlap"),
+        ((), {"overlap": "32"}, "overlap"),
+        ((), {"tile": 2.5}, "tile"),
+        ((), {"tile": True}, "tile"),
+        ((), {"device": 3}, "device"),
+    ],
+)
+def test_wrong_argument_types_are_derain_errors(
+    model_dir: Path, args: tuple, kwargs: dict, needle: str
+) -> None:
+    from derain import DerainError
+
+    call_args = args or (model_dir,)
+    with pytest.raises(DerainError, match=needle) as info:
+        Deraining(*call_args, device=kwargs.pop("device", "cpu"), **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def _altered_copy(model_dir: Path, folder: str) -> Path:
+    import shutil
+
+    shutil.copytree(model_dir, folder)
+    weights = Path(folder) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # one bit of the last float: still a valid safetensors file
+    weights.write_bytes(bytes(data))
+    return weights
+
+
+def test_altered_weights_loaded_by_file_path_are_refused(model_dir: Path) -> None:
+    from derain import WeightsError
+
+    weights = _altered_copy(model_dir, "altered")
+    for source in (weights.parent, weights):  # the folder, and the file inside it
+        with pytest.raises(WeightsError, match="sha256"):
+            Deraining(source, device="cpu")
+
+
+def test_sha256_argument_checks_a_lone_weights_file(model_dir: Path) -> None:
+    import json
+    import shutil
+
+    from derain import WeightsError
+
+    recorded = json.loads((model_dir / "config.json").read_text())["sha256"]
+    shutil.copy(model_dir / "model.safetensors", "good.safetensors")
+    assert Deraining("good.safetensors", device="cpu", sha256=recorded).weights_sha256
+    altered = _altered_copy(model_dir, "altered")
+    shutil.copy(altered, "bad.safetensors")
+    with pytest.raises(WeightsError, match=r"bad\.safetensors: sha256"):
+        Deraining("bad.safetensors", device="cpu", sha256=recorded)
+    with pytest.raises(WeightsError, match="sha256"):
+        Deraining(model_dir, device="cpu", sha256="0" * 64)
+
+
+def test_save_pretrained_records_the_digest_it_is_checked_against(
+    net: Deraining, tmp_path: Path
+) -> None:
+    import json
+
+    from derain.weights import sha256_of
+
+    weights = net.save_pretrained("saved")
+    recorded = json.loads(Path("saved/config.json").read_text())["sha256"]
+    assert recorded == sha256_of(weights)
+    assert Deraining(weights, device="cpu", sha256=recorded).weights_sha256 == net.weights_sha256
