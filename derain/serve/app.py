@@ -240,11 +240,11 @@ def create_app(
             bool, Query(description="Also return the rain layer and the mask (JSON answer).")
         ] = False,
     ) -> Response:
-        deraining = engine.choose(model, precision)
+        choice = engine.choose(model, precision)
         async with engine.pool.slot() as run:
             data, name = await _read_upload(request)
             probe = probe_image(data, name, limits.max_pixels)
-            out = await run(engine.work, deraining, data, name, probe, layers)
+            out = await run(engine.work, choice, data, name, probe, layers)
         if layers:
             return JSONResponse(out.as_json())
         headers = {"X-Derain-Seconds": f"{out.seconds:.3f}"}

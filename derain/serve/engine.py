@@ -58,6 +58,9 @@ class LoadedModel:
 
     name: str
     by_precision: dict[str, Deraining]
+    #: What each answer records about its maker (EXIF Software, PNG text): the version, the
+    #: model's name (not the server's path to it) and the weights' sha256.
+    made_by: str
 
     @property
     def precisions(self) -> list[str]:
@@ -71,6 +74,7 @@ class LoadedModel:
             "default_precision": self.precisions[0],
             "device": str(first.device),
             "parameters": sum(p.numel() for p in first.model.parameters()),
+            "weights_sha256": first.weights_sha256,
         }
 
 
@@ -184,8 +188,8 @@ class Engine:
         self.pool = pool
         self.quality = quality
 
-    def choose(self, model: str | None, precision: str | None) -> Deraining:
-        """The front object for a request's options (HTTP 400 for unknown ones)."""
+    def choose(self, model: str | None, precision: str | None) -> tuple[LoadedModel, Deraining]:
+        """The model and front object for a request's options (HTTP 400 for unknown ones)."""
         name = model or self.default_model
         loaded = self.models.get(name)
         if loaded is None:
@@ -198,20 +202,27 @@ class Engine:
                 f"precision: {chosen!r} is not offered for {name}; use "
                 f"{', '.join(loaded.precisions)}"
             )
-        return loaded.by_precision[chosen]
+        return loaded, loaded.by_precision[chosen]
 
     def work(
-        self, deraining: Deraining, data: bytes, name: str, probe: Probe, layers: bool
-    ) -> Derained:
+        self, choice: tuple[LoadedModel, Deraining], data: bytes, name: str, probe: Probe,
+        layers: bool,
+    ) -> Derained:  # fmt: skip
         """Decode, derain and encode one upload (runs on a worker thread)."""
         t0 = time.perf_counter()
+        loaded, deraining = choice
         image = open_image(data, name)
         result = deraining.run(image, return_layers=layers)
         derained = result.image if layers else result
-        meta = {"icc_profile": image.info.get("icc_profile"), "exif": image.getexif()}
+        meta = {
+            "icc_profile": image.info.get("icc_profile"),
+            "exif": image.getexif(),
+            "made_by": loaded.made_by,
+        }
         body = encode_image(derained, probe.write_format, self.quality, **meta)
-        rain = encode_image(result.rain, LAYER_FORMAT) if layers else None
-        mask = encode_image(result.mask, LAYER_FORMAT) if layers else None
+        made_by = loaded.made_by
+        rain = encode_image(result.rain, LAYER_FORMAT, made_by=made_by) if layers else None
+        mask = encode_image(result.mask, LAYER_FORMAT, made_by=made_by) if layers else None
         seconds = time.perf_counter() - t0
         return Derained(body, probe.media_type, probe.write_format, seconds, rain, mask)
 
@@ -241,5 +252,6 @@ def load_models(specs: Sequence[str], load: Callable[[str], Deraining]) -> list[
                     tile=base.tile,
                     overlap=base.overlap,
                 )
-        loaded.append(LoadedModel(key, by_precision))
+        made_by = base.made_by.replace(base.source, key, 1)  # the server's paths stay private
+        loaded.append(LoadedModel(key, by_precision, made_by))
     return loaded
