@@ -19,6 +19,7 @@ from torch import Tensor
 from .errors import DerainError, ImageError
 from .imaging import Decoded, decode, open_image
 from .models.danet import DANet
+from .precision import resolve_dtype
 from .tiling import Progress, run_tiled
 from .weights import resolve_model, save_pretrained
 
@@ -120,7 +121,9 @@ class Deraining:
             no network), ``"hf-hub:owner/repo[@revision]"``, a local ``.safetensors`` file or
             folder, or a :class:`DANet` instance.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        dtype: compute dtype; default float16 on CUDA, float32 elsewhere.
+        dtype: compute precision: ``"auto"`` (bf16 on CPUs with native bf16, fp16 on CUDA,
+            fp32 elsewhere; see :mod:`derain.precision`), ``"fp32"``, ``"bf16"``, ``"fp16"`` or
+            a torch dtype.
         tile: tile side in pixels, ``"auto"`` (from the device's memory) or ``None`` (never tile).
         overlap: pixels shared by neighbouring tiles.
         sha256: the expected hex digest of the weights file (``config.json`` of a folder that
@@ -140,7 +143,7 @@ class Deraining:
         self,
         model: str | os.PathLike[str] | DANet = "danet",
         device: str | torch.device = "auto",
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = "auto",
         tile: int | str | None = "auto",
         overlap: int = DEFAULT_OVERLAP,
         sha256: str | None = None,
@@ -153,10 +156,7 @@ class Deraining:
         else:
             net, self.source = resolve_model(model, sha256=sha256)
         self.device = resolve_device(device)
-        if dtype is None:
-            dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise DerainError(f"unsupported dtype {dtype}; use float32, float16 or bfloat16")
+        dtype = resolve_dtype(dtype, self.device)
         if tile not in ("auto", None) and (not isinstance(tile, int) or tile < MIN_TILE):
             raise DerainError(
                 f"tile must be 'auto', None or an integer >= {MIN_TILE}, got {tile!r}"

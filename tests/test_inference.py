@@ -103,10 +103,6 @@ def test_device_resolution() -> None:
         resolve_device("tpu-ish")
 
 
-def test_float32_on_cpu_by_default() -> None:
-    assert Deraining(DANet(TINY), device="cpu").dtype == torch.float32
-
-
 @settings(max_examples=25, deadline=None)
 @given(h=st.integers(1, 70), w=st.integers(1, 70), tile=st.sampled_from([None, 64]))
 def test_output_size_equals_input_size(h: int, w: int, tile: int | None) -> None:

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import click
-import torch
 import typer
 from PIL import Image
 from rich.console import Console
 
 from ..errors import DerainError, ModelNotFoundError, WeightsError
 from ..inference import MIN_TILE, Deraining
+from ..precision import PRECISIONS
 
 PROG = "derain"
 
@@ -29,7 +29,14 @@ TileOpt = Annotated[
     str, typer.Option(help="Tile side in pixels (>= 64), 'auto' (from free memory) or 'none'.")
 ]
 OverlapOpt = Annotated[int, typer.Option(min=0, help="Pixels shared by neighbouring tiles.")]
-Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Compute in float32 on CUDA too.")]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        help="auto (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32), fp32, bf16 or fp16."
+    ),
+]
+#: The old spelling of ``--precision fp32``, kept working but no longer shown.
+Fp32Opt = Annotated[bool, typer.Option("--fp32", hidden=True, help="Same as --precision fp32.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 MaxPixelsOpt = Annotated[
@@ -132,9 +139,19 @@ def pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def load_deraining(model: str, device: str, tile: str, overlap: int, fp32: bool) -> Deraining:
+def parse_precision(text: str, fp32: bool = False) -> str:
+    """``--precision`` as :class:`derain.Deraining` takes it (``--fp32`` wins as its alias)."""
+    value = "fp32" if fp32 else text.strip().lower()
+    if value != "auto" and value not in PRECISIONS:
+        raise UsageProblem(f"--precision: expected auto, {', '.join(PRECISIONS)}, got {text!r}")
+    return value
+
+
+def load_deraining(
+    model: str, device: str, tile: str, overlap: int, fp32: bool, precision: str = "auto"
+) -> Deraining:
     """Build the :class:`derain.Deraining` front object from the command-line options."""
-    dtype = torch.float32 if fp32 else None
+    dtype = parse_precision(precision, fp32)
     try:
         return Deraining(model, device=device, dtype=dtype, tile=parse_tile(tile), overlap=overlap)
     except (ModelNotFoundError, WeightsError) as exc:  # name the model the message is about

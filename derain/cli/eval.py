@@ -25,12 +25,14 @@ from .common import (
     MaxPixelsOpt,
     ModelOpt,
     OverlapOpt,
+    PrecisionOpt,
     QuietOpt,
     Reporter,
     TileOpt,
     describe,
     fatal_errors,
     load_deraining,
+    parse_precision,
     parse_tile,
     pixel_limit,
 )
@@ -70,6 +72,7 @@ def evaluate(
     device: DeviceOpt = "auto",
     tile: TileOpt = "auto",
     overlap: OverlapOpt = 32,
+    precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
     max_pixels: MaxPixelsOpt = None,
     quiet: QuietOpt = False,
@@ -79,13 +82,16 @@ def evaluate(
     reporter = Reporter(quiet, debug)
     with fatal_errors(reporter), pixel_limit(max_pixels):
         parse_tile(tile)
+        parse_precision(precision, fp32)
         scan = scan_pairs(data)
         unpaired = [f"{scan.layout[0]}/{n}" for n in scan.unpaired_inputs]
         unpaired += [f"{scan.layout[1]}/{n}" for n in scan.unpaired_targets]
         if unpaired:
             listing = ", ".join(unpaired)
             reporter.warning(f"{data}: {len(unpaired)} unpaired file(s) ignored: {listing}")
-        deraining = None if identity else load_deraining(model, device, tile, overlap, fp32)
+        deraining = (
+            None if identity else load_deraining(model, device, tile, overlap, fp32, precision)
+        )
         names: list[str] = []
         scores: list[Score] = []
         with Progress(

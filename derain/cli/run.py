@@ -24,6 +24,7 @@ from .common import (
     MaxPixelsOpt,
     ModelOpt,
     OverlapOpt,
+    PrecisionOpt,
     QuietOpt,
     Reporter,
     TileOpt,
@@ -31,6 +32,7 @@ from .common import (
     describe,
     fatal_errors,
     load_deraining,
+    parse_precision,
     parse_tile,
     pixel_limit,
 )
@@ -141,6 +143,7 @@ def run(
     device: DeviceOpt = "auto",
     tile: TileOpt = "auto",
     overlap: OverlapOpt = 32,
+    precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
     save_rain: Annotated[
         bool, typer.Option("--save-rain", help="Also write <stem>_rain.png and <stem>_mask.png.")
@@ -153,7 +156,8 @@ def run(
     """Derain images (help text: ``HELP``)."""
     reporter = Reporter(quiet, debug)
     with fatal_errors(reporter), pixel_limit(max_pixels):
-        parse_tile(tile)  # a bad --tile is a usage error before any work
+        parse_tile(tile)  # a bad --tile or --precision is a usage error before any work
+        parse_precision(precision, fp32)
         plan = plan_jobs(inputs, output, recursive, save_rain)
         if any(job.target is None for job in plan.jobs) and stdout_is_terminal():
             raise UsageProblem(
@@ -163,7 +167,14 @@ def run(
         for line in plan.errors:
             reporter.error(line)
         counts = Counter(failed=len(plan.errors))
-        options = {"model": model, "device": device, "tile": tile, "overlap": overlap, "fp32": fp32}
+        options = {
+            "model": model,
+            "device": device,
+            "tile": tile,
+            "overlap": overlap,
+            "fp32": fp32,
+            "precision": precision,
+        }
         with _progress(reporter) as progress:
             # One line per file where no bar is drawn (a log, CI) and for a single image.
             lines = plan.single or progress.disable
