@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..inference import Deraining, cpu_has_native_bf16, resolve_device
+from ..inference import Deraining, resolve_device
 from ..metrics import load_rgb, score_pair
 from ..models.danet import DANet
 from ..models.registry import create_model
 from ..pairs import find_pairs
+from ..precision import cpu_has_native_bf16
 from ..weights import resolve_model, save_pretrained
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import DataError, StepSampler, build_dataset
