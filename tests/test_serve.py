@@ -637,6 +637,16 @@ def wait_for(condition: Callable[[], Any], what: str, seconds: float = REQUEST_S
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
+def complete_image(path: Path) -> tuple[tuple[int, int], str] | None:
+    """Size and format of a downloaded image, once the browser has finished writing it."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.size, str(im.format)
+    except (OSError, SyntaxError):  # not there yet, or still being written
+        return None
+
+
 def natural_width(driver: Any, element: Any) -> int:
     return int(driver.execute_script("return arguments[0].naturalWidth", element))
 
@@ -678,10 +688,8 @@ def test_page_in_headless_chromium(server: Server, tmp_path: Path) -> None:
             assert "inset" in after.get_attribute("style")
             find(By.ID, "download").click()
             target = downloads / name
-            wait_for(target.is_file, f"the download {name}")
-            with Image.open(target) as got:
-                assert got.size == source.size
-                assert got.format == ("PNG" if name.endswith(".png") else "JPEG")
+            got = wait_for(lambda t=target: complete_image(t), f"the download {name}")
+            assert got == (source.size, "PNG" if name.endswith(".png") else "JPEG")
         # Nothing was loaded from anywhere but this server.
         urls = driver.execute_script(
             "return performance.getEntriesByType('resource').map((e) => e.name)"
