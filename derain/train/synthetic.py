@@ -141,6 +141,12 @@ class RainMix:
         return _lerp_params(self.low, self.high, float(u))
 
 
+FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
+"""Full width at half maximum of a Gaussian, in units of its σ (≈ 2.355)."""
+MIN_ASPECT = 4.0
+"""Shortest streak of :class:`RainSpace`, in widths (FWHM)."""
+
+
 def _log_uniform(r: Range, rng: np.random.Generator) -> float:
     return math.exp(rng.uniform(math.log(r[0]), math.log(r[1])))
 
@@ -205,11 +211,14 @@ class RainSpace:
         """Draw the parameters of one image."""
         length = _log_uniform(self.length, rng)
         sigma = _log_uniform(self.width, rng)
+        # A streak is long and thin: at least MIN_ASPECT times as long as it is wide (FWHM),
+        # or it reads as a blob or a snowflake, not rain.
+        length = max(length, MIN_ASPECT * FWHM_PER_SIGMA * sigma)
         intensity = float(rng.uniform(*self.intensity))
         far = [float(rng.uniform(*self.far_ratio)) for _ in range(3)]
         coverage = _log_uniform(self.coverage, rng)
         # Streak footprint ≈ mean length × visible width (FWHM, at least one pixel).
-        footprint = length * (1 + far[0]) / 2 * max(1.0, 2.355 * sigma * (1 + far[1]) / 2)
+        footprint = length * (1 + far[0]) / 2 * max(1.0, FWHM_PER_SIGMA * sigma * (1 + far[1]) / 2)
         wide = rng.random() < self.wide_angle_p
         angle = float(rng.uniform(*(self.wide_angle if wide else self.angle)))
         veil = float(rng.uniform(*self.veil)) if rng.random() < self.veil_p else 0.0
