@@ -114,7 +114,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterato
     tmp = tmp_path_factory.mktemp("serve")
     srv = start_server(
         tmp,
-        *("--model", str(model_dir), "--device", "cpu", "--tile", "256"),
+        *("--model", str(model_dir), "--device", "cpu", "--tile", "256", "--precision", "fp32"),
         *("--workers", str(WORKERS), "--queue", str(QUEUE)),
         *("--max-upload-mb", str(MAX_UPLOAD_MB), "--max-pixels", str(MAX_PIXELS)),
     )
@@ -125,7 +125,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterato
 @pytest.fixture(scope="module")
 def reference(model_dir: Path) -> Deraining:
     """The library, in this process: what every answer must equal."""
-    return Deraining(str(model_dir), device="cpu", tile=256)
+    return Deraining(str(model_dir), device="cpu", tile=256, dtype="fp32")
 
 
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -207,7 +207,9 @@ def test_health_models_and_docs(server: Server, model_dir: Path) -> None:
     status, _, body = server.request("GET", "/v1/models")
     info = json.loads(body)
     assert status == 200 and info["default"] == model_dir.name
-    assert info["models"][0]["precisions"][0] == "fp32"
+    # --precision fp32 made fp32 the default, first in the list.
+    assert info["models"][0]["default_precision"] == info["models"][0]["precisions"][0] == "fp32"
+    assert set(info["models"][0]["precisions"]) == {"fp32", "bf16"}
     assert str(model_dir) not in body.decode()  # the server's paths are not shown to clients
     # The docs page works offline: its scripts and styles come from this server.
     status, _, body = server.request("GET", "/docs")

@@ -12,6 +12,7 @@ from .common import (
     DebugOpt,
     DeviceOpt,
     OverlapOpt,
+    PrecisionOpt,
     QuietOpt,
     Reporter,
     TileOpt,
@@ -98,6 +99,7 @@ def serve(
     device: DeviceOpt = "auto",
     tile: TileOpt = "auto",
     overlap: OverlapOpt = 32,
+    precision: PrecisionOpt = "auto",
     workers: Annotated[int, typer.Option(min=1, help="Images computed at the same time.")] = 1,
     queue: Annotated[
         int, typer.Option(min=0, help="Requests that may wait for a worker; more get 503.")
@@ -137,7 +139,7 @@ def serve(
 
         loaded = load_models(
             model or ["danet"],
-            lambda spec: load_deraining(spec, device, tile, overlap, fp32=False),
+            lambda spec: load_deraining(spec, device, tile, overlap, False, precision),
         )
         engine = Engine(loaded, WorkerPool(workers, queue), quality)
         limits = Limits(int(max_upload_mb * MEGABYTE), max_pixels)

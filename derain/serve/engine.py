@@ -19,25 +19,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
-
 from ..errors import DerainError
 from ..imaging import open_image
 from ..inference import Deraining
 from ..io_files import encode_image
+from ..precision import PRECISIONS, precision_name
 from .uploads import Busy, Probe, RequestProblem
 
 __all__ = ["Derained", "Engine", "LoadedModel", "WorkerPool", "load_models", "model_key"]
 
 T = TypeVar("T")
 
-#: Precisions offered per device type, the device's default first.
-PRECISIONS: dict[str, tuple[str, ...]] = {
+#: Precisions a client may ask for, per device type, beside the server's default
+#: (``--precision``, by default derain's ``auto`` choice for the device).
+OFFERED_PRECISIONS: dict[str, tuple[str, ...]] = {
     "cuda": ("fp16", "bf16", "fp32"),
     "mps": ("fp32", "fp16"),
     "cpu": ("fp32", "bf16"),
 }
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: The rain layer and mask are grayscale maps: always lossless PNG.
 LAYER_FORMAT = "PNG"
 
@@ -233,7 +232,7 @@ class Engine:
 def load_models(specs: Sequence[str], load: Callable[[str], Deraining]) -> list[LoadedModel]:
     """Load each model once (``load(spec)``); one front object per precision shares its weights.
 
-    The first precision of each model is the one ``load`` chose (the device's default).
+    The first precision of each model, its default, is the one ``load`` chose.
     """
     loaded: list[LoadedModel] = []
     for spec in specs:
@@ -241,14 +240,13 @@ def load_models(specs: Sequence[str], load: Callable[[str], Deraining]) -> list[
         if any(m.name == key for m in loaded):
             raise DerainError(f"{spec}: two models would both be called {key!r}")
         base = load(spec)
-        names = {dtype: name for name, dtype in DTYPES.items()}
-        by_precision = {names[base.dtype]: base}
-        for precision in PRECISIONS.get(base.device.type, ("fp32",)):
-            if precision not in by_precision:
-                by_precision[precision] = Deraining(
+        by_precision = {precision_name(base.dtype): base}
+        for name in OFFERED_PRECISIONS.get(base.device.type, ("fp32",)):
+            if name not in by_precision:
+                by_precision[name] = Deraining(
                     base.model,
                     device=base.device,
-                    dtype=DTYPES[precision],
+                    dtype=PRECISIONS[name],
                     tile=base.tile,
                     overlap=base.overlap,
                 )
