@@ -22,7 +22,9 @@ from . import train as train_cmd
 __all__ = ["app", "main", "with_default_verb"]
 
 DEFAULT_VERB = "run"
-_TOP_LEVEL_OPTIONS = frozenset({"--help", "-h", "--version"})
+_TOP_LEVEL_OPTIONS = frozenset(
+    {"--help", "-h", "--version", "-V", "--install-completion", "--show-completion"}
+)
 
 app = typer.Typer(
     name="derain",
@@ -32,8 +34,9 @@ app = typer.Typer(
         "See `derain run --help` for folders, globs and pipes."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -50,7 +53,7 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
     """Remove rain from photos with DANet."""

@@ -11,6 +11,7 @@ import click
 import typer
 from PIL import Image
 from rich.console import Console
+from typer.core import TyperArgument, TyperCommand
 
 from ..errors import DerainError, ModelNotFoundError, WeightsError
 from ..inference import MIN_TILE, Deraining
@@ -45,6 +46,18 @@ MaxPixelsOpt = Annotated[
         min=0, help="Allow images up to this many pixels (Pillow's bomb guard); 0: no limit."
     ),
 ]
+
+
+class PlainUsage(TyperCommand):
+    """A command whose usage line reads ``IMAGE...`` as Click writes it, not ``{IMAGE}...``."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.metavar or (param.name or "").upper()
+                pieces.append(f"{name}..." if param.nargs != 1 else name)
+        return pieces
 
 
 class UsageProblem(DerainError):

@@ -39,7 +39,8 @@ from .common import (
 
 HELP = """Score a model on a paired folder: mean PSNR / SSIM on the Y channel.
 
-DIR holds rain/ + norain/ (or input/ + target/) with images paired by file name.
+The folder given to --data holds rain/ + norain/ (or input/ + target/), with images paired
+by file name. A pair that cannot be scored is reported and skipped; the exit code is then 1.
 """
 
 

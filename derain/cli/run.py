@@ -24,6 +24,7 @@ from .common import (
     MaxPixelsOpt,
     ModelOpt,
     OverlapOpt,
+    PlainUsage,
     PrecisionOpt,
     QuietOpt,
     Reporter,
@@ -129,7 +130,7 @@ def _progress(reporter: Reporter) -> Progress:
 
 def run(
     inputs: Annotated[
-        list[str], typer.Argument(metavar="IMAGE...", help="Files, folders, globs, or - (stdin).")
+        list[str], typer.Argument(metavar="IMAGE", help="Files, folders, globs, or - (stdin).")
     ],
     output: Annotated[
         str | None,
@@ -248,4 +249,4 @@ def stdout_is_terminal() -> bool:
 
 def register(app: typer.Typer) -> None:
     """Add ``run`` to ``app``."""
-    app.command("run", help=HELP)(run)
+    app.command("run", help=HELP, cls=PlainUsage)(run)

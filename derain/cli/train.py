@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import DerainError
-from .common import Reporter, fatal_errors
+from .common import PlainUsage, Reporter, fatal_errors
 
 
 def _overrides(**options: Any) -> dict[str, Any]:
@@ -115,12 +115,14 @@ def train_command(
 
 
 def rain_preview_command(
-    images: Annotated[Path, typer.Argument(help="Folder (or one file) of clean photos.")],
+    images: Annotated[
+        Path, typer.Argument(metavar="PHOTOS", help="Folder (or one file) of clean photos.")
+    ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Image to write; the suffix sets the format.")
     ] = Path("rain.png"),
     preset: Annotated[str, typer.Option(help="wide, light, heavy or mix.")] = "wide",
-    n: Annotated[int, typer.Option("-n", help="Number of pairs.")] = 8,
+    n: Annotated[int, typer.Option("--pairs", "-n", help="Number of pairs.")] = 8,
     crop: Annotated[int, typer.Option(help="Side of each crop in pixels.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the crops and the rain.")] = 0,
 ) -> None:
@@ -152,4 +154,4 @@ def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
 def register(app: typer.Typer) -> None:
     """Add the training commands to ``app``."""
     app.command("train")(_one_line_errors(train_command))
-    app.command("rain-preview")(_one_line_errors(rain_preview_command))
+    app.command("rain-preview", cls=PlainUsage)(_one_line_errors(rain_preview_command))
