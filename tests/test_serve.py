@@ -290,6 +290,38 @@ def test_bf16_precision(server: Server, reference: Deraining) -> None:
     assert got.shape == (48, 64, 3) and diff.mean() < 1  # measured 0.21: bf16 rounds only
 
 
+def test_progress_of_a_running_request(server: Server) -> None:
+    data = encoded(photo(384, 320, seed=13), "PNG")  # 4 tiles of 256
+    key = "test-progress-0001"
+    answer: list[int] = []
+    post = threading.Thread(
+        target=lambda: answer.append(
+            server.request(
+                "POST", f"/v1/derain?progress={key}", data, {"Content-Type": "image/png"}
+            )[0]
+        )
+    )
+    post.start()
+    seen: list[tuple[int, int]] = []
+    while post.is_alive():  # ends with the request, which has its own timeout
+        status, _, body = server.request("GET", f"/v1/progress/{key}")
+        tiles = json.loads(body)
+        assert status == 200
+        if tiles["running"]:
+            seen.append((tiles["done"], tiles["total"]))
+        time.sleep(0.1)
+    post.join()
+    assert answer == [200]
+    counted = [(done, total) for done, total in seen if total]
+    assert counted and {total for _, total in counted} == {4}
+    dones = [done for done, _ in counted]
+    assert dones == sorted(dones) and dones[-1] <= 4
+    # Once the request has ended its id is gone; ids are only ever keys in memory.
+    status, _, body = server.request("GET", f"/v1/progress/{key}")
+    assert status == 200 and json.loads(body) == {"running": False, "done": 0, "total": 0}
+    assert "key" in error_of(*server.request("GET", "/v1/progress/short"), 400)
+
+
 # --- bad input ----------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -42,6 +42,8 @@ log = logging.getLogger("derain.serve")
 #: Raw bodies may be sent with these content types (or none); anything else is a 415.
 RAW_TYPES = ("application/octet-stream",)
 MULTIPART = "multipart/form-data"
+#: Progress ids: chosen by the client, used only as a key in memory.
+PROGRESS_ID = r"^[A-Za-z0-9_-]{8,64}$"
 #: Form fields looked at for the image, in order; otherwise the first file in the form.
 FILE_FIELDS = ("image", "file")
 #: The page allows only itself: no CDN, no external font, no call to another host.
@@ -239,16 +241,37 @@ def create_app(
         layers: Annotated[
             bool, Query(description="Also return the rain layer and the mask (JSON answer).")
         ] = False,
+        progress: Annotated[
+            str | None,
+            Query(
+                pattern=PROGRESS_ID,
+                description="An id of your choice: GET /v1/progress/{id} then tells the tiles "
+                "done while this request runs.",
+            ),
+        ] = None,
     ) -> Response:
         choice = engine.choose(model, precision)
         async with engine.pool.slot() as run:
-            data, name = await _read_upload(request)
-            probe = probe_image(data, name, limits.max_pixels)
-            out = await run(engine.work, choice, data, name, probe, layers)
+            with engine.progress.track(progress) as report:
+                data, name = await _read_upload(request)
+                probe = probe_image(data, name, limits.max_pixels)
+                out = await run(engine.work, choice, data, name, probe, layers, report)
         if layers:
             return JSONResponse(out.as_json())
         headers = {"X-Derain-Seconds": f"{out.seconds:.3f}"}
         return Response(out.body, media_type=out.media_type, headers=headers)
+
+    @app.get(
+        "/v1/progress/{key}",
+        summary="Tiles done by a running request",
+        tags=["derain"],
+        dependencies=guarded,
+    )
+    async def tiles_done(key: Annotated[str, Path(pattern=PROGRESS_ID)]) -> dict[str, Any]:
+        """``running`` is false before the request is admitted and after it ends."""
+        tiles = engine.progress.get(key)
+        done, total = tiles or (0, 0)
+        return {"running": tiles is not None, "done": done, "total": total}
 
     page = resources.files("derain.serve").joinpath("page.html").read_text(encoding="utf-8")
 

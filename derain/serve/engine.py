@@ -13,7 +13,7 @@ import base64
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +24,18 @@ from ..imaging import open_image
 from ..inference import Deraining
 from ..io_files import encode_image
 from ..precision import PRECISIONS, precision_name
+from ..tiling import Progress
 from .uploads import Busy, Probe, RequestProblem
 
-__all__ = ["Derained", "Engine", "LoadedModel", "WorkerPool", "load_models", "model_key"]
+__all__ = [
+    "Derained",
+    "Engine",
+    "LoadedModel",
+    "ProgressBoard",
+    "WorkerPool",
+    "load_models",
+    "model_key",
+]
 
 T = TypeVar("T")
 
@@ -176,6 +185,45 @@ class WorkerPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+class ProgressBoard:
+    """Tiles done so far per running request, under an id its client chose (the page's bar).
+
+    An entry exists only while its request holds a pool slot, so there are never more than
+    the pool's capacity.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tiles: dict[str, tuple[int, int]] = {}
+
+    @contextlib.contextmanager
+    def track(self, key: str | None) -> Iterator[Progress | None]:
+        """Yield a ``progress(done, total)`` callback that records under ``key`` (if any)."""
+        if key is None:
+            yield None
+            return
+        with self._lock:
+            if key in self._tiles:
+                raise RequestProblem("progress: this id belongs to a request still running")
+            self._tiles[key] = (0, 0)
+
+        def report(done: int, total: int) -> None:
+            with self._lock:
+                if key in self._tiles:  # a request already ended records nothing
+                    self._tiles[key] = (done, total)
+
+        try:
+            yield report
+        finally:
+            with self._lock:
+                del self._tiles[key]
+
+    def get(self, key: str) -> tuple[int, int] | None:
+        """``(done, total)`` tiles of the running request ``key``; ``None`` if none runs."""
+        with self._lock:
+            return self._tiles.get(key)
+
+
 class Engine:
     """The loaded models and the pool; :meth:`derain` is the whole job of one request."""
 
@@ -186,6 +234,7 @@ class Engine:
         self.default_model = models[0].name
         self.pool = pool
         self.quality = quality
+        self.progress = ProgressBoard()
 
     def choose(self, model: str | None, precision: str | None) -> tuple[LoadedModel, Deraining]:
         """The model and front object for a request's options (HTTP 400 for unknown ones)."""
@@ -205,13 +254,13 @@ class Engine:
 
     def work(
         self, choice: tuple[LoadedModel, Deraining], data: bytes, name: str, probe: Probe,
-        layers: bool,
+        layers: bool, progress: Progress | None = None,
     ) -> Derained:  # fmt: skip
         """Decode, derain and encode one upload (runs on a worker thread)."""
         t0 = time.perf_counter()
         loaded, deraining = choice
         image = open_image(data, name)
-        result = deraining.run(image, return_layers=layers)
+        result = deraining.run(image, return_layers=layers, progress=progress)
         derained = result.image if layers else result
         meta = {
             "icc_profile": image.info.get("icc_profile"),

@@ -8,6 +8,7 @@ read from the first bytes of the file, whatever name or type the client gave it.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -128,8 +129,11 @@ def probe_image(data: bytes, name: str, max_pixels: int) -> Probe:
                 fmt, (width, height) = str(im.format), im.size
     except Image.DecompressionBombError as exc:
         # Pillow refuses to even open more than twice its guard; its text gives the count.
-        text = str(exc).split(",")[0]
-        raise TooLarge(f"{name}: {text}; this server's limit is {max_pixels} pixels") from None
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{found[1]} pixels" if found else "too many pixels"
+        raise TooLarge(
+            f"{name}: image of {count}, over this server's limit of {max_pixels}"
+        ) from None
     except UnidentifiedImageError:
         kinds = ", ".join(formats)
         raise UnsupportedType(
