@@ -24,11 +24,12 @@ from .common import (
 )
 
 HELP = (
-    "Serve the HTTP API (POST /v1/derain, GET /v1/models, /health, docs at /docs) and a web "
-    "page at / to drop images on.\n\n"
-    "Binds to the loopback (127.0.0.1) unless --host says otherwise; any other address needs "
-    "a bearer token (--token or the DERAIN_SERVE_TOKEN variable), which clients then send as "
-    "'Authorization: Bearer TOKEN'. Models are loaded once, at startup."
+    "Serve an HTTP API and a web page to drop images on.\n\n"
+    "The page is at /, the API at /v1/derain and /v1/models, its docs at /docs, and /health "
+    "answers even while the workers are busy. Binds to the loopback (127.0.0.1) unless --host "
+    "says otherwise; any other address needs a bearer token (--token or the DERAIN_SERVE_TOKEN "
+    "variable), which clients then send as 'Authorization: Bearer TOKEN'. Models are loaded "
+    "once, at startup."
 )
 
 TOKEN_ENV = "DERAIN_SERVE_TOKEN"

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 
@@ -20,7 +21,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp
 
 from .. import __version__
 from ..errors import DerainError, ImageError
@@ -28,6 +28,7 @@ from .engine import Engine
 from .uploads import (
     ACCEPTED_FORMATS,
     BodyLimit,
+    Busy,
     RequestProblem,
     Unauthorized,
     UnsupportedType,
@@ -64,12 +65,12 @@ IMAGE_CONTENT = {
 }
 
 
+@dataclass(frozen=True)
 class Limits:
-    """What one request may send."""
+    """What one request may send: body bytes, and image pixels (read from the header)."""
 
-    def __init__(self, max_upload_bytes: int, max_pixels: int) -> None:
-        self.max_upload_bytes = max_upload_bytes
-        self.max_pixels = max_pixels
+    max_upload_bytes: int
+    max_pixels: int
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -80,13 +81,9 @@ def _problem_response(problem: RequestProblem) -> JSONResponse:
     headers = {}
     if isinstance(problem, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    elif problem.status == 503:
+    elif isinstance(problem, Busy):
         headers["Retry-After"] = "1"
     return _error(problem.status, str(problem), headers)
-
-
-def _reply_with(problem: RequestProblem) -> ASGIApp:
-    return _problem_response(problem)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -113,7 +110,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body"))
         return _error(400, f"{where}: {first.get('msg')}" if where else str(first.get("msg")))
 
     async def unexpected(_: Request, exc: Exception) -> Response:
@@ -175,7 +172,7 @@ def create_app(
         lifespan=lifespan,
     )
     _install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes, reply=_reply_with)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes, reply=_problem_response)
 
     def authorised(request: Request) -> None:
         if token is None:

@@ -225,7 +225,7 @@ class ProgressBoard:
 
 
 class Engine:
-    """The loaded models and the pool; :meth:`derain` is the whole job of one request."""
+    """The loaded models, the pool and the progress board; :meth:`work` is one request's job."""
 
     def __init__(self, models: Sequence[LoadedModel], pool: WorkerPool, quality: int) -> None:
         if not models:
