@@ -544,3 +544,20 @@ def test_shell_completion_completes_verbs_and_options() -> None:
     assert "eval" in complete("derain ev")
     assert "--overwrite" in complete("derain run --over")
     assert "--install-completion" in help_text()
+
+
+# --- 20: rain-preview size bound -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("crop", "pairs"), [("10000", "1"), ("2048", "8"), ("1024", "200")])
+def test_rain_preview_refuses_a_huge_grid_before_any_work(crop: str, pairs: str) -> None:
+    import warnings
+
+    make_image("photos/a.png", 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning
+        result = cli("rain-preview", "photos", "-o", "x.png", "--crop", crop, "-n", pairs)
+    assert result.exit_code != 0
+    line = one_error_line(result)
+    assert "MP" in line and "limit" in line
+    assert not Path("x.png").exists()

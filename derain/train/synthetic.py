@@ -443,6 +443,11 @@ def _to_float(image: ImageLike, crop: int, rng: np.random.Generator) -> np.ndarr
     return np.asarray(im.crop((x, y, x + crop, y + crop)), dtype=np.float32) / 255.0
 
 
+#: Largest preview grid, in pixels: 64 pairs of 256 px crops, or 2 of 1024 px, fit; far below
+#: Pillow's decompression-bomb limit, so the grid can be opened again.
+MAX_PREVIEW_PIXELS = 12_000_000
+
+
 def preview_grid(
     images: Sequence[ImageLike],
     params: str | Rain,
@@ -467,7 +472,8 @@ def preview_grid(
         ``out_path`` as a Path.
 
     Raises:
-        ValueError: no images, n < 1 or crop < 1, or an unknown preset.
+        ValueError: no images, n < 1 or crop < 1, a grid over :data:`MAX_PREVIEW_PIXELS`, or
+            an unknown preset.
         ImageError: an image cannot be read.
         OutputError: the image cannot be written, or its name has no known image format.
 
@@ -476,12 +482,18 @@ def preview_grid(
     """
     if not images or n < 1 or crop < 1:
         raise ValueError(f"need images, n >= 1 and crop >= 1 (got {len(images)}, {n}, {crop})")
-    synth = RainSynthesizer(params)
-    rng = np.random.default_rng(seed)
     gap = 4
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     cell = 2 * crop + gap
+    pixels = (rows * (crop + gap) - gap) * (cols * (cell + gap) - gap)
+    if pixels > MAX_PREVIEW_PIXELS:
+        raise ValueError(
+            f"{n} pairs of {crop} px crops make a {pixels / 1e6:.0f} MP image; the limit is "
+            f"{MAX_PREVIEW_PIXELS / 1e6:.0f} MP (fewer pairs or a smaller crop)"
+        )
+    synth = RainSynthesizer(params)
+    rng = np.random.default_rng(seed)
     grid = np.full((rows * (crop + gap) - gap, cols * (cell + gap) - gap, 3), 255, np.uint8)
     for i in range(n):
         clean = _to_float(images[i % len(images)], crop, rng)
