@@ -561,3 +561,26 @@ def test_rain_preview_refuses_a_huge_grid_before_any_work(crop: str, pairs: str)
     line = one_error_line(result)
     assert "MP" in line and "limit" in line
     assert not Path("x.png").exists()
+
+
+# --- 19: --save-rain layers a person can read --------------------------------------------------
+
+
+def test_save_rain_layers_show_the_rain_with_a_fixed_scale() -> None:
+    from derain.imaging import open_image
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "rocket_rain.png"
+    open_image(example).crop((0, 0, 256, 256)).save("rainy.png")
+    # The same picture without its streaks: a heavy blur. Auto-contrast would stretch its
+    # (tiny) rain layer to full range too; a fixed scale keeps it dark.
+    from PIL import ImageFilter
+
+    Image.open("rainy.png").filter(ImageFilter.GaussianBlur(6)).save("smooth.png")
+    result = cli("rainy.png", "smooth.png", "-o", "out", "--save-rain", "--model", "danet")
+    assert result.exit_code == 0, result.stderr
+    rain = np.asarray(Image.open("out/rainy_rain.png"), dtype=np.float64)
+    mask = np.asarray(Image.open("out/rainy_mask.png"), dtype=np.float64)
+    smooth = np.asarray(Image.open("out/smooth_rain.png"), dtype=np.float64)
+    assert rain.max() >= 200 and np.percentile(rain, 99) >= 60  # was max 40, p99 ~15
+    assert mask.std() > 8  # was flat grey (std ~1)
+    assert np.percentile(smooth, 99) < np.percentile(rain, 99) / 2

@@ -83,7 +83,9 @@ class _Runner:
         deraining = self.deraining()
         image = open_image(job.source.path) if job.source else _read_stdin()
         self.progress.update(self.tiles, description=f"  {job.name}", completed=0, visible=False)
-        result = deraining.run(image, return_layers=job.layers is not None, progress=self._on_tile)
+        result = deraining.run(
+            image, return_layers="view" if job.layers else False, progress=self._on_tile
+        )
         self.progress.update(self.tiles, visible=False)
         derained = result.image if job.layers is not None else result
         meta = {
