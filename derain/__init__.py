@@ -7,6 +7,7 @@ Example:
 
 from .errors import (
     DerainError,
+    DerainWarning,
     ImageError,
     ModelNotFoundError,
     OutputError,
@@ -25,6 +26,7 @@ __all__ = [
     "DANetOutput",
     "DerainError",
     "DerainResult",
+    "DerainWarning",
     "Deraining",
     "ImageError",
     "ModelNotFoundError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "DerainError",
+    "DerainWarning",
     "ImageError",
     "ModelNotFoundError",
     "OutputError",
@@ -37,3 +38,8 @@ class ImageError(DerainError, ValueError):
 
 class OutputError(DerainError, OSError):
     """An output that cannot be written."""
+
+
+class DerainWarning(UserWarning):
+    """Something the user should know that does not stop the work (an animated image of which
+    only the first frame is derained)."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import DerainWarning, ImageError
 
 __all__ = ["Decoded", "decode", "gray_range", "open_image"]
 
@@ -74,13 +74,13 @@ def open_image(source: str | os.PathLike[str] | bytes, name: str | None = None) 
             warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data" on opening a JPEG
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(opened) as im:
-                if getattr(im, "n_frames", 1) > 1:
-                    im.seek(0)  # animated: the first frame, documented behaviour
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    im.seek(0)  # animated: the first frame, with a warning
                 im.load()
                 out = _exif_transpose(im)
                 out.info.update({k: v for k, v in im.info.items() if k not in out.info})
                 out.format = im.format
-                return out
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
             f"{name}: image is too large for Pillow's decompression-bomb guard ({exc}); "
@@ -90,6 +90,13 @@ def open_image(source: str | os.PathLike[str] | bytes, name: str | None = None) 
         raise ImageError(f"{name}: not an image file Pillow can read") from None
     except Exception as exc:  # Pillow's plugins raise many kinds (IndexError, struct.error…)
         raise ImageError(f"{name}: cannot read image ({_first_line(exc)})") from None
+    if frames > 1:
+        warnings.warn(
+            f"{name}: animated image with {frames} frames; only the first is derained",
+            DerainWarning,
+            stacklevel=2,
+        )
+    return out
 
 
 def _first_line(exc: BaseException) -> str:

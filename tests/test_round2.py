@@ -584,3 +584,38 @@ def test_save_rain_layers_show_the_rain_with_a_fixed_scale() -> None:
     assert rain.max() >= 200 and np.percentile(rain, 99) >= 60  # was max 40, p99 ~15
     assert mask.std() > 8  # was flat grey (std ~1)
     assert np.percentile(smooth, 99) < np.percentile(rain, 99) / 2
+
+
+# --- 18: animated images ----------------------------------------------------------------------
+
+
+def _animated(path: str, fmt: str) -> Path:
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)) for _ in range(3)]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:], duration=50)
+    return Path(path)
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("a.gif", "GIF"), ("a.png", "PNG")])
+def test_api_warns_that_only_the_first_frame_is_derained(
+    net: Deraining, name: str, fmt: str
+) -> None:
+    from derain.errors import DerainWarning
+
+    path = _animated(name, fmt)
+    with pytest.warns(DerainWarning, match=rf"{name}: animated image with 3 frames"):
+        net.run(path)
+
+
+def test_cli_warns_once_per_animated_file(model_dir: Path) -> None:
+    _animated("in/a.gif", "GIF")
+    _animated("in/b.png", "PNG")
+    make_image("in/c.png")
+    result = cli("in", "-o", "out", "--model", model_dir)
+    assert result.exit_code == 0, result.stderr
+    warnings_ = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings_) == 2, result.stderr
+    assert warnings_[0].startswith("derain: warning: in/a.gif: animated image with 3 frames")
+    assert warnings_[1].startswith("derain: warning: in/b.png: animated image with 3 frames")
+    assert "first" in warnings_[0]

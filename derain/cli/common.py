@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import traceback
-from collections.abc import Iterator
-from typing import Annotated
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 import click
 import typer
@@ -13,7 +14,7 @@ from PIL import Image
 from rich.console import Console
 from typer.core import TyperArgument, TyperCommand
 
-from ..errors import DerainError, ModelNotFoundError, WeightsError
+from ..errors import DerainError, DerainWarning, ModelNotFoundError, WeightsError
 from ..inference import MIN_TILE, Deraining
 from ..precision import PRECISIONS
 
@@ -107,14 +108,29 @@ def describe(exc: BaseException, subject: str | None = None) -> str:
     return text
 
 
+def _warning_printer(reporter: Reporter, default: Callable[..., None]) -> Callable[..., None]:
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, DerainWarning):
+            reporter.warning(str(message))
+        else:
+            default(message, category, *args, **kwargs)
+
+    return show
+
+
 @contextlib.contextmanager
 def fatal_errors(reporter: Reporter) -> Iterator[None]:
     """Turn any error escaping a command into one line on stderr and an exit code.
 
-    Usage problems exit with 2, other failures with 1, Ctrl-C with 130.
+    Usage problems exit with 2, other failures with 1, Ctrl-C with 130. A
+    :class:`~derain.errors.DerainWarning` (an animated image) becomes one warning line, each
+    time it is raised.
     """
     try:
-        yield
+        with warnings.catch_warnings():  # restores the filters and showwarning on exit
+            warnings.simplefilter("always", DerainWarning)
+            warnings.showwarning = _warning_printer(reporter, warnings.showwarning)
+            yield
     except (typer.Exit, click.exceptions.Exit, click.ClickException):
         raise
     except KeyboardInterrupt:
