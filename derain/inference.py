@@ -7,6 +7,7 @@ import functools
 import hashlib
 import numbers
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -21,6 +22,7 @@ from .imaging import Decoded, decode, open_image
 from .models.danet import DANet
 from .precision import resolve_dtype
 from .tiling import Progress, run_tiled
+from .video import Deflicker, derain_frames, derain_video
 from .weights import resolve_model, save_pretrained
 
 __all__ = ["DerainResult", "Deraining", "resolve_device"]
@@ -309,6 +311,41 @@ class Deraining:
         return self._run_one(image, "image", return_layers, progress)
 
     __call__ = run
+
+    def run_frames(
+        self, frames: Iterable[Any], *, deflicker: Deflicker | None = None
+    ) -> Iterator[Any]:
+        """Derain a stream of frames lazily, for your own video pipeline.
+
+        Args:
+            frames: PIL images or H×W×3 uint8 RGB arrays, in order.
+            deflicker: optional temporal smoothing (:class:`derain.video.Deflicker`).
+
+        Yields:
+            Each derained frame, of the kind, size and mode it came in.
+        """
+        return derain_frames(self, frames, deflicker=deflicker)
+
+    def run_video(
+        self,
+        src: str | os.PathLike[str],
+        dst: str | os.PathLike[str],
+        *,
+        rain: str | os.PathLike[str] | None = None,
+        codec: str | None = None,
+        crf: int | None = None,
+        deflicker: Deflicker | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Path:
+        """Derain a video file into ``dst`` (needs ``pip install 'derain[video]'``).
+
+        Keeps size, timestamps (variable frame rate too), rotation, pixel aspect and colour
+        tags; copies the audio untouched; writes atomically. See
+        :func:`derain.video.derain_video` for the arguments.
+        """
+        return derain_video(
+            self, src, dst, rain=rain, codec=codec, crf=crf, deflicker=deflicker, progress=progress
+        )
 
     def save_pretrained(
         self, directory: str | os.PathLike[str], variant: str | None = None

@@ -23,6 +23,7 @@ from PIL import Image
 from .atomic import atomic_write
 from .errors import OutputError
 from .imaging import gray_range
+from .video import VIDEO_SUFFIXES
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -81,8 +82,10 @@ class InputFile:
 
 
 def is_image_name(path: Path) -> bool:
-    """Whether a file name looks like an image we process (by suffix; hidden files never)."""
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    """Whether a file name looks like an image or video we process (hidden files never)."""
+    suffix = path.suffix.lower()
+    # Videos too: a folder run derains them frame by frame (derain.video).
+    return (suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES) and not path.name.startswith(".")
 
 
 def has_glob(spec: str) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import OutputError
 from ..io_files import InputFile, derained_path, expand_inputs, has_glob, output_format
+from ..video import VIDEO_SUFFIXES, is_video_name
 from .common import UsageProblem
 
 STDIO = "-"
@@ -22,17 +23,23 @@ class Job:
     Attributes:
         source: the input file; ``None`` reads stdin.
         target: the output file; ``None`` writes stdout.
-        layers: where ``--save-rain`` writes the rain layer and the mask, if asked.
+        layers: where ``--save-rain`` writes the rain layer and the mask (for a video: the
+            rain video), if asked.
     """
 
     source: InputFile | None
     target: Path | None
-    layers: tuple[Path, Path] | None
+    layers: tuple[Path, ...] | None
 
     @property
     def name(self) -> str:
         """The input as shown in messages."""
         return str(self.source.path) if self.source else "<stdin>"
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the input is a video (derained frame by frame into a video)."""
+        return self.source is not None and is_video_name(self.source.path)
 
     def outputs(self) -> list[Path]:
         """Every file this job writes."""
@@ -48,9 +55,12 @@ class Plan:
     single: bool
 
 
-def _layers(folder: Path, stem: str, save_rain: bool) -> tuple[Path, Path] | None:
+def _layers(target: Path, stem: str, save_rain: bool) -> tuple[Path, ...] | None:
     if not save_rain:
         return None
+    folder = target.parent
+    if is_video_name(target):  # a video's rain layer is a second video of the same kind
+        return (folder / f"{stem}_rain{target.suffix}",)
     return folder / f"{stem}_rain.png", folder / f"{stem}_mask.png"
 
 
@@ -75,7 +85,12 @@ def _first(exc: BaseException) -> str:
 
 
 def _check_format(job: Job) -> None:
-    if job.target is not None:
+    if job.is_video:
+        if job.target is None or not is_video_name(job.target):
+            where = "stdout" if job.target is None else job.target
+            known = ", ".join(sorted(VIDEO_SUFFIXES))
+            raise UsageProblem(f"{where}: {job.name} is a video; write it to a {known} file")
+    elif job.target is not None:
         try:
             output_format(job.target)
         except OutputError as exc:
@@ -90,7 +105,7 @@ def _stdin_plan(output: str | None, save_rain: bool) -> Plan:
     target = Path(output)
     if target.is_dir():
         raise UsageProblem(f"{output}: is a folder; give a file name for the image read from stdin")
-    job = Job(None, target, _layers(target.parent, target.stem, save_rain))
+    job = Job(None, target, _layers(target, target.stem, save_rain))
     _check_format(job)
     return Plan([job], [], True)
 
@@ -106,9 +121,7 @@ def _single_plan(source: Path, output: str | None, save_rain: bool) -> Plan:
         target = Path(output) / source.name
     else:
         target = Path(output)
-    job = Job(
-        InputFile(source, Path(source.name)), target, _layers(target.parent, source.stem, save_rain)
-    )
+    job = Job(InputFile(source, Path(source.name)), target, _layers(target, source.stem, save_rain))
     return Plan([job], [], single=True)
 
 
@@ -116,7 +129,8 @@ def _is_own_output(path: Path, stems: set[str]) -> bool:
     """An output of an earlier run written beside its input (so reruns do not derain it)."""
     if path.stem.endswith("_derained"):
         return True
-    return path.suffix.lower() == ".png" and any(
+    layer = path.suffix.lower() == ".png" or is_video_name(path)
+    return layer and any(
         path.stem.endswith(s) and path.stem.removesuffix(s) in stems for s in _LAYER_SUFFIXES
     )
 
@@ -179,7 +193,7 @@ def _batch_plan(
     files = [f for f in files if not _is_own_output(f.path, stems[f.path.parent])]
     for f in files:
         target = out_dir / f.relative if out_dir is not None else derained_path(f.path)
-        jobs.append(Job(f, target, _layers(target.parent, f.path.stem, save_rain)))
+        jobs.append(Job(f, target, _layers(target, f.path.stem, save_rain)))
     # One path that is neither a folder nor a pattern (a missing file) reads as a single image.
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and not has_glob(inputs[0])
     return Plan(jobs, errors, single=single)

@@ -63,9 +63,16 @@ def _read_stdin() -> Image.Image:
 class _Runner:
     """Runs the jobs one by one; the model is loaded only when a job needs it."""
 
-    def __init__(self, options: dict[str, Any], quality: int, progress: Progress) -> None:
+    def __init__(
+        self,
+        options: dict[str, Any],
+        quality: int,
+        progress: Progress,
+        video: dict[str, Any] | None = None,
+    ) -> None:
         self.options = options
         self.quality = quality
+        self.video = video or {}
         self.progress = progress
         self.tiles = progress.add_task("tiles", visible=False, total=None)
         self._deraining: Deraining | None = None
@@ -79,7 +86,30 @@ class _Runner:
         # Only images that need several tiles get their own bar.
         self.progress.update(self.tiles, completed=done, total=total, visible=total > 1)
 
+    def _on_frame(self, done: int, total: int | None) -> None:
+        self.progress.update(self.tiles, completed=done, total=total, visible=True)
+
+    def process_video(self, job: Job) -> None:
+        from ..video import Deflicker
+
+        assert job.source is not None and job.target is not None
+        self.progress.update(self.tiles, description=f"  {job.name} (frames)", completed=0)
+        deflicker = Deflicker() if self.video.get("deflicker") else None
+        self.deraining().run_video(
+            job.source.path,
+            job.target,
+            rain=job.layers[0] if job.layers else None,
+            codec=self.video.get("codec"),
+            crf=self.video.get("crf"),
+            deflicker=deflicker,
+            progress=self._on_frame,
+        )
+        self.progress.update(self.tiles, visible=False)
+
     def process(self, job: Job) -> None:
+        if job.is_video:
+            self.process_video(job)
+            return
         deraining = self.deraining()
         image = open_image(job.source.path) if job.source else _read_stdin()
         self.progress.update(self.tiles, description=f"  {job.name}", completed=0, visible=False)
@@ -152,6 +182,22 @@ def run(
         bool, typer.Option("--save-rain", help="Also write <stem>_rain.png and <stem>_mask.png.")
     ] = False,
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    codec: Annotated[
+        str | None,
+        typer.Option(
+            help="Video encoder: h264 (default; vp9 for .webm), h265, vp9 or an FFmpeg name."
+        ),
+    ] = None,
+    crf: Annotated[
+        int | None,
+        typer.Option(min=0, max=63, help="Video quality, lower is better (default: 18 for h264)."),
+    ] = None,
+    deflicker: Annotated[
+        bool,
+        typer.Option(
+            help="Video: smooth what differs little between frames (no trails on motion)."
+        ),
+    ] = False,
     max_pixels: MaxPixelsOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -182,7 +228,10 @@ def run(
             # One line per file where no bar is drawn (a log, CI) and for a single image.
             lines = plan.single or progress.disable
             files = progress.add_task("files", total=None)
-            runner = _Runner(options, quality, progress)  # its tile bar goes below the files bar
+            video = {"codec": codec, "crf": crf, "deflicker": deflicker}
+            runner = _Runner(
+                options, quality, progress, video
+            )  # its tile bar goes below the files bar
             todo = _select(plan.jobs, runner, overwrite, reporter, counts, lines)
             progress.update(files, total=len(todo))
             started = 0
