@@ -6,6 +6,7 @@ Run: python benchmarks/bench_latency.py [--quick] [--device cuda] [--threads N]
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import torch
@@ -24,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from derain import create_model
 from derain.inference import Deraining
+from derain.precision import precision_name, resolve_dtype
 
 
 def count_gmacs(model: torch.nn.Module, size: int) -> float:
@@ -55,21 +57,35 @@ def theoretical_peak() -> dict:
     }
 
 
+def _default_precisions(device: torch.device) -> list[str]:
+    """fp32, and the precision ``dtype="auto"`` picks when it is another one."""
+    auto = precision_name(resolve_dtype("auto", device))
+    return ["fp32"] if auto == "fp32" else ["fp32", auto]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_common_args(parser)
     parser.add_argument("--models", nargs="+", default=["danet", "danet-plus"])
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["fp32", "bf16", "fp16"],
+        help="default: fp32 and what dtype='auto' picks here (bf16 on CPUs with native bf16)",
+    )
     parser.add_argument("--runs", type=int, default=None, help="timed runs (default 7, quick 3)")
     args = parser.parse_args()
     device = setup(args)
     runs = args.runs or (3 if args.quick else 7)
 
     result: dict = {"size": args.size, "models": {}}
-    for name in args.models:
+    precisions = args.precisions or _default_precisions(device)
+    for name, precision in itertools.product(args.models, precisions):
         net = create_model(name)
         gmacs = count_gmacs(net, args.size)
-        derain = Deraining(net, device=device)  # channels_last; fp16 autocast on CUDA
+        # channels_last; autocast in bf16 / fp16 unless fp32
+        derain = Deraining(net, device=device, dtype=precision)
         x = torch.rand(1, 3, args.size, args.size, device=device)
         x = x.contiguous(memory_format=torch.channels_last)
 
@@ -84,7 +100,8 @@ def main() -> None:
         t = time_runs(forward, device, warmup=2, runs=runs)
         image = torch.rand(3, args.size, args.size)  # end to end: host tensor in, tensor out
         e2e = time_runs(lambda d=derain, im=image: d.run(im), device, warmup=1, runs=runs)
-        result["models"][name] = {
+        label = name if precision == "fp32" else f"{name} {precision}"
+        result["models"][label] = {
             "gmacs_counted": round(gmacs, 2),
             "gmacs_paper": PAPER_GMACS_512.get(name) if args.size == 512 else None,
             "first_call_s": round(first, 3),
@@ -94,7 +111,7 @@ def main() -> None:
             "dtype": str(derain.dtype),
         }
         print(
-            f"{name}: {t['median_s']:.3f} s/forward at {args.size}² "
+            f"{label}: {t['median_s']:.3f} s/forward at {args.size}² "
             f"({gmacs:.1f} GMACs -> {2 * gmacs / t['median_s']:.0f} GFLOP/s), "
             f"run() {e2e['median_s']:.3f} s"
         )

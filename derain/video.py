@@ -454,7 +454,7 @@ def derain_video(
         crf: constant rate factor (quality; lower is better). Default 18 for H.264.
         deflicker: temporal smoothing of the derained frames (see :class:`Deflicker`).
         progress: called as ``progress(done, total)`` after each frame; ``total`` is the
-            declared frame count or ``None``.
+            declared frame count, else one estimated from duration and rate, else ``None``.
 
     Returns:
         ``dst`` as a :class:`Path`.
@@ -500,6 +500,20 @@ def derain_video(
 
         atomic_write(rain_path, outer)
     return dst
+
+
+def _estimate_frames(container: Any, stream: Any) -> int | None:
+    """Frame count from duration × rate, for containers that do not declare it (mkv, webm)."""
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate:
+        return None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1_000_000  # FFmpeg's AV_TIME_BASE
+    else:
+        return None
+    return max(1, round(seconds * float(rate)))
 
 
 def _run_pipeline(
@@ -572,7 +586,7 @@ def _run_pipeline(
     reader.start()
     writer.start()
     try:
-        done, total = 0, stream.frames or None
+        done, total = 0, stream.frames or _estimate_frames(container, stream)
         while (item := decoded.get()) is not _DONE:
             if isinstance(item, _Packet):
                 derained.put(item)

@@ -106,6 +106,22 @@ def test_size_timestamps_and_codec_are_kept(deraining: Deraining, tmp_path: Path
     assert any(not np.array_equal(a, b) for a, b in zip(frames, original, strict=True))
 
 
+def test_odd_sides_keep_their_size_in_444(deraining: Deraining, tmp_path: Path) -> None:
+    src = tmp_path / "odd.mkv"
+    with av.open(str(src), "w") as out:  # 4:2:0 cannot hold odd sides: the source is 4:4:4
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 33, 21, "yuv444p"
+        for i, rgb in enumerate(_frames(33, 21, 2)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    frames, _times, (_rot, _codec, pix_fmt, _sar) = _read(
+        derain_video(deraining, src, tmp_path / "o.mp4")
+    )
+    assert frames[0].shape == (21, 33, 3) and len(frames) == 2 and pix_fmt == "yuv444p"
+
+
 def test_audio_is_copied_untouched(deraining: Deraining, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "in.mp4", audio=True)
     dst = derain_video(deraining, src, tmp_path / "out.mkv")
