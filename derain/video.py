@@ -595,7 +595,8 @@ def _run_pipeline(
             if rain_tmp is None:
                 out = deraining.run(item.rgb)
             else:
-                result = deraining.run(item.rgb, return_layers=True)
+                # the same fixed gain as the images' rain layers, so strengths compare
+                result = deraining.run(item.rgb, return_layers="view")
                 out = result.image
                 rain = _unturn(
                     np.repeat(np.asarray(result.rain)[:, :, None], 3, axis=2), item.rotation
