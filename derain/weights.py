@@ -12,7 +12,12 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import logging
 import os
+import socket
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +231,39 @@ def _load_directory(directory: Path) -> DANet:
     return load_file(weights, sha256=config.get("sha256"), config=config)
 
 
+#: Seconds to wait for a TCP connection to the Hub (or the proxy) before treating it as
+#: unreachable and using the local cache only.
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_reachable(endpoint: str) -> bool:
+    """Whether a TCP connection to the Hub's host (or to the proxy for it) opens quickly."""
+    url = urllib.parse.urlsplit(endpoint)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urllib.parse.urlsplit(proxy if "//" in proxy else f"//{proxy}")
+    default_port = 443 if url.scheme == "https" else 80
+    try:
+        with socket.create_connection(
+            (url.hostname or "", url.port or default_port), timeout=HUB_PROBE_TIMEOUT_S
+        ):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_hub_logs() -> Iterator[None]:
+    """huggingface_hub's retry warnings off for one download; a failure is one line of ours."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _load_hub(spec: str, sha256: str | None = None) -> DANet:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
@@ -246,18 +284,33 @@ def _load_hub(spec: str, sha256: str | None = None) -> DANet:
     repo_id, _, revision = spec.removeprefix(HUB_PREFIX).partition("@")
     if repo_id.count("/") != 1:
         raise ModelNotFoundError(f"{spec}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@rev'")
+    from huggingface_hub import constants
+
+    offline = bool(constants.HF_HUB_OFFLINE)
+    # Without a network, huggingface_hub retries each request with back-off for about 25 s,
+    # logging every retry. A short connection probe first makes that a quiet cache lookup.
+    reachable = offline or _hub_reachable(constants.ENDPOINT)
     try:
-        files = {
-            name: Path(hf_hub_download(repo_id, name, revision=revision or None))
-            for name in (CONFIG_NAME, WEIGHTS_NAME)
-        }
+        with _quiet_hub_logs():
+            files = {
+                name: Path(
+                    hf_hub_download(
+                        repo_id, name, revision=revision or None, local_files_only=not reachable
+                    )
+                )
+                for name in (CONFIG_NAME, WEIGHTS_NAME)
+            }
     except HFValidationError as exc:  # a ValueError: malformed repo id, never reaches the network
         first = str(exc).splitlines()[0]
         raise ModelNotFoundError(f"{spec}: not a valid Hub repository id ({first})") from None
     except LocalEntryNotFoundError:
+        if offline:
+            raise WeightsNotAvailableError(
+                f"{spec}: not in the local cache, and HF_HUB_OFFLINE is set (offline)"
+            ) from None
         raise WeightsNotAvailableError(
-            f"{spec}: not in the local cache and the Hub cannot be reached "
-            "(offline, or HF_HUB_OFFLINE is set)"
+            f"{spec}: not in the local cache and the Hub cannot be reached; download it once "
+            "while online, then HF_HUB_OFFLINE=1 uses the cache without the network"
         ) from None
     except RepositoryNotFoundError:
         raise WeightsNotAvailableError(f"{spec}: no such repository on the Hub") from None

@@ -267,3 +267,19 @@ def test_malformed_hub_id_is_refused_without_traffic(hub: FakeHub, spec: str) ->
         Deraining(spec, device="cpu")
     _one_line(exc, spec)
     assert hub.requests == []
+
+
+def test_unreachable_hub_with_empty_cache_fails_fast_and_quietly(
+    hub: FakeHub, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    hub.stop()  # connection refused, nothing cached, HF_HUB_OFFLINE not set
+    start = time.monotonic()
+    with pytest.raises(WeightsNotAvailableError) as exc:
+        Deraining(f"hf-hub:{REPO}", device="cpu")
+    elapsed = time.monotonic() - start
+    _one_line(exc, f"hf-hub:{REPO}", "cannot be reached", "HF_HUB_OFFLINE=1")
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""  # no retry chatter from huggingface_hub
+    assert elapsed < 5, f"took {elapsed:.1f} s"
