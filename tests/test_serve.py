@@ -469,8 +469,10 @@ def test_50_concurrent_requests_health_memory_and_temp_files(
     for status, headers, body, _ in busy:
         assert "busy" in error_of(status, headers, body, 503)
         assert headers.get("retry-after") == "1"
+    # Refused at once, not after waiting for a worker: sooner than the last answer served
+    # (or within 2 s, on a machine fast enough for the two to come close).
     slowest_ok = max(a[3] for a in ok)
-    assert max(a[3] for a in busy) < slowest_ok  # refused at once, not after waiting
+    assert max(a[3] for a in busy) < max(slowest_ok, 2.0)
     # Health answered while the model was running, and quickly.
     assert any(running > 0 for _, running in health), health
     assert max(seconds for seconds, _ in health) < 5
