@@ -26,8 +26,7 @@ from PIL import Image, ImageDraw
 
 from derain.imaging import open_image
 from derain.inference import Deraining
-from derain.io_files import write_image_atomic
-from derain.train.data import list_images
+from derain.io_files import iter_images, write_image_atomic
 
 CROP = (420, 300)  # width, height of the 1:1 crops
 LABEL_H = 14  # pixels above each crop for its label
@@ -72,7 +71,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("real-photos"))
     args = parser.parse_args()
 
-    paths = list_images(args.photos)
+    paths = sorted(iter_images(args.photos, recursive=True))
     args.out.mkdir(parents=True, exist_ok=True)
     runners = {name: Deraining(name) for name in args.model}
     rows: dict[str, dict[str, dict[str, float]]] = {}

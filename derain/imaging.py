@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DerainWarning, ImageError
 
-__all__ = ["Decoded", "decode", "gray_range", "open_image"]
+__all__ = ["Decoded", "ImageInput", "ImageSource", "decode", "gray_range", "open_image", "rgb8"]
 
 Restore = Callable[[np.ndarray], Any]
 
@@ -43,32 +44,42 @@ class Decoded:
     restore_gray: Restore
 
 
-def open_image(source: str | os.PathLike[str] | bytes, name: str | None = None) -> Image.Image:
-    """Open an image fully (a file, or its encoded bytes), with its EXIF orientation applied.
+#: What :func:`open_image` reads: a file path, the encoded bytes, or a binary file object.
+ImageSource = str | os.PathLike[str] | bytes | BinaryIO
+
+
+def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
+    """Read an image fully, with its EXIF orientation applied: the one image reader.
+
+    Everything that reads pixels (inference, the CLI, scoring, training data, synthetic rain)
+    calls this, so they all see the same upright pixels and the same one-line errors.
 
     Args:
-        source: a path, or the encoded bytes (an upload).
-        name: how messages name the image; by default the path, or ``<bytes>``.
+        source: a path, the encoded bytes (``stdin``, an upload) or a binary file object.
+        name: how messages name the image; by default the path, or ``<bytes>``/``<stream>``.
 
     Raises:
-        ImageError: one line naming the file and what is wrong with it.
+        ImageError: one line naming the image and what is wrong with it.
     """
-    opened: Path | io.BytesIO
-    if isinstance(source, (bytes, bytearray)):
-        name = name or "<bytes>"
-        if not source:
-            raise ImageError(f"{name}: file is empty")
-        opened = io.BytesIO(source)
-    else:
-        name = name or os.fspath(source)
+    if isinstance(source, (str, os.PathLike)):
+        label = name or os.fspath(source)
         p = Path(os.fspath(source))
         if p.is_dir():
-            raise ImageError(f"{name}: is a directory, not an image")
+            raise ImageError(f"{label}: is a directory, not an image")
         if not p.exists():
-            raise ImageError(f"{name}: no such file")
-        if p.stat().st_size == 0:
-            raise ImageError(f"{name}: file is empty")
-        opened = p
+            raise ImageError(f"{label}: no such file")
+        empty = p.stat().st_size == 0
+        opened: Path | BinaryIO = p
+    else:
+        # A stream is read whole (the decoded image is larger anyway), so its bytes get the
+        # same checks as a file's.
+        is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+        label = name or ("<bytes>" if is_bytes else "<stream>")
+        data = bytes(source) if is_bytes else source.read()
+        empty = len(data) == 0
+        opened = io.BytesIO(data)
+    if empty:
+        raise ImageError(f"{label}: file is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data" on opening a JPEG
@@ -83,20 +94,64 @@ def open_image(source: str | os.PathLike[str] | bytes, name: str | None = None) 
                 out.format = im.format
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
-            f"{name}: image is too large for Pillow's decompression-bomb guard ({exc}); "
+            f"{label}: image is too large for Pillow's decompression-bomb guard ({exc}); "
             "pass --max-pixels N to allow it (in Python: raise PIL.Image.MAX_IMAGE_PIXELS)"
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file Pillow can read") from None
+        raise ImageError(f"{label}: not an image file Pillow can read") from None
     except Exception as exc:  # Pillow's plugins raise many kinds (IndexError, struct.error…)
-        raise ImageError(f"{name}: cannot read image ({_first_line(exc)})") from None
+        raise ImageError(f"{label}: cannot read image ({_first_line(exc)})") from None
     if frames > 1:
         warnings.warn(
-            f"{name}: animated image with {frames} frames; only the first is derained",
+            f"{label}: animated image with {frames} frames; only the first is derained",
             DerainWarning,
             stacklevel=2,
         )
     return out
+
+
+#: Anything :func:`rgb8` turns into pixels: a source :func:`open_image` reads, or pixels.
+ImageInput = ImageSource | Image.Image | np.ndarray
+
+
+def rgb8(image: ImageInput, name: str | None = None, min_side: int = 0) -> np.ndarray:
+    """Any image as a uint8 RGB array (H×W×3): the form the metrics and training work on.
+
+    Args:
+        image: anything :func:`open_image` reads, a PIL image (any mode), or a uint8 array
+            (H×W gray or H×W×3).
+        name: how messages name the image.
+        min_side: enlarge (bicubic, aspect kept) until the shorter side is at least this, so
+            a crop of that size fits.
+
+    Raises:
+        ImageError: unreadable, or an array that is not uint8 H×W / H×W×3.
+
+    Example:
+        >>> rgb8(np.zeros((2, 2), dtype=np.uint8)).shape
+        (2, 2, 3)
+        >>> rgb8(np.zeros((2, 4), dtype=np.uint8), min_side=3).shape
+        (3, 6, 3)
+    """
+    if isinstance(image, np.ndarray):
+        label = name or "image"
+        if image.dtype != np.uint8:
+            raise ImageError(f"{label}: expected a uint8 image, got dtype {image.dtype}")
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        elif image.ndim != 3 or image.shape[2] != 3:
+            raise ImageError(f"{label}: expected an H×W or H×W×3 image, got shape {image.shape}")
+        if min(image.shape[:2]) >= min_side:
+            return image
+        image = Image.fromarray(image)
+    elif not isinstance(image, Image.Image):
+        image = open_image(image, name)
+    im = image.convert("RGB")
+    if min(im.size) < min_side:
+        scale = min_side / min(im.size)
+        size = (math.ceil(im.width * scale), math.ceil(im.height * scale))
+        im = im.resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def _first_line(exc: BaseException) -> str:

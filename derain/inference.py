@@ -21,24 +21,21 @@ from .errors import DerainError, ImageError
 from .imaging import Decoded, decode, open_image
 from .models.danet import DANet
 from .precision import resolve_dtype
-from .tiling import Progress, run_tiled
+from .tiling import (
+    DEFAULT_OVERLAP,
+    MIN_TILE,
+    Progress,
+    TilePlan,
+    TileRequest,
+    parse_tile,
+    run_tiled,
+)
 from .video import Deflicker, derain_frames, derain_video
 from .weights import resolve_model, save_pretrained
 
-__all__ = ["DerainResult", "Deraining", "resolve_device"]
+__all__ = ["DEFAULT_OVERLAP", "MIN_TILE", "DerainResult", "Deraining", "resolve_device"]
 
 T = TypeVar("T")
-
-#: Default overlap between tiles, in pixels. At the default CPU tile (512) it costs about 14%
-#: extra compute and leaves a 32 px cross-fade, wide enough to hide any tile border.
-DEFAULT_OVERLAP = 32
-#: Tile side used on the CPU by ``tile="auto"``: near the speed optimum there, and it keeps the
-#: peak memory of one tile well under a gigabyte.
-CPU_AUTO_TILE = 512
-#: Rough device memory a tile needs per pixel and per feature channel in half precision,
-#: measured on the forward pass; used to size tiles from free CUDA memory.
-CUDA_BYTES_PER_PIXEL_CHANNEL = 40
-MIN_TILE = 64
 
 
 #: ``--save-rain`` shows the brightness removed ×8: a pixel that lost 1/8 of full brightness
@@ -142,7 +139,7 @@ class Deraining:
         model: str | os.PathLike[str] | DANet = "danet",
         device: str | torch.device = "auto",
         dtype: torch.dtype | str | None = "auto",
-        tile: int | str | None = "auto",
+        tile: TileRequest | str = "auto",
         overlap: int = DEFAULT_OVERLAP,
         sha256: str | None = None,
     ) -> None:
@@ -155,10 +152,7 @@ class Deraining:
             net, self.source = resolve_model(model, sha256=sha256)
         self.device = resolve_device(device)
         dtype = resolve_dtype(dtype, self.device)
-        if tile not in ("auto", None) and (not isinstance(tile, int) or tile < MIN_TILE):
-            raise DerainError(
-                f"tile must be 'auto', None or an integer >= {MIN_TILE}, got {tile!r}"
-            )
+        tile = parse_tile(tile)
         if overlap < 0:
             raise DerainError(f"overlap must be an integer >= 0, got {overlap}")
         self.dtype = dtype
@@ -195,16 +189,13 @@ class Deraining:
         """Height and width the network needs internally (inputs are padded to it)."""
         return self.model.cfg.size_multiple
 
+    def tile_plan(self) -> TilePlan:
+        """The tile side the next run uses, and why (see :class:`derain.tiling.TilePlan`)."""
+        return TilePlan.choose(self.tile, self.device, self.model.cfg.channels)
+
     def tile_size(self) -> int | None:
         """The tile side used for the next run (``None``: whole images)."""
-        if self.tile != "auto":
-            return self.tile  # type: ignore[return-value]
-        if self.device.type != "cuda":
-            return CPU_AUTO_TILE
-        free, _ = torch.cuda.mem_get_info(self.device)
-        bytes_per_px = CUDA_BYTES_PER_PIXEL_CHANNEL * self.model.cfg.channels
-        side = int((0.5 * free / bytes_per_px) ** 0.5)
-        return max(MIN_TILE, min(2048, side // 64 * 64))
+        return self.tile_plan().tile
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.dtype == torch.float32:
@@ -224,14 +215,14 @@ class Deraining:
 
     def _run_rgb(self, rgb: np.ndarray, with_layers: bool, progress: Progress | None) -> Tensor:
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # H×W×3 -> 1×3×H×W
-        tile = self.tile_size()
+        plan = self.tile_plan()
         while True:
             try:
                 with torch.inference_mode():
                     return run_tiled(
                         lambda t: self._forward_tile(t, with_layers),
                         x,
-                        tile,
+                        plan.tile,
                         self.overlap,
                         self.size_multiple,
                         progress,
@@ -240,10 +231,7 @@ class Deraining:
                 if self.device.type != "cuda":
                     raise
                 torch.cuda.empty_cache()
-                current = tile or max(x.shape[-2:])
-                if current // 2 < MIN_TILE:
-                    raise DerainError("CUDA out of memory even at the smallest tile") from None
-                tile = current // 2
+                plan = plan.halved(max(x.shape[-2:]))
 
     def _run_one(
         self, image: Any, name: str, return_layers: LayerRequest, progress: Progress | None

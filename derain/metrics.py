@@ -1,5 +1,8 @@
 """The published deraining scoring protocol (PSNR / SSIM on the Y channel), written once.
 
+Maths only: images come in as pixels, never as files (:func:`derain.evaluate.evaluate` reads,
+derains and scores a paired folder with these functions).
+
 The same torch :func:`ssim` scores results and serves as a differentiable training loss, so
 what the model is trained for and what it is scored on cannot drift apart.
 
@@ -21,9 +24,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,20 +32,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 from derain.errors import ImageError
+from derain.imaging import rgb8
 
 __all__ = [
     "ImageLike",
     "Score",
     "ScoreSummary",
-    "load_rgb",
     "psnr",
     "rgb_to_y",
     "score_pair",
-    "score_pairs",
     "ssim",
 ]
 
-ImageLike = np.ndarray | Image.Image | str | Path
+#: What the metrics take: pixels in memory (files are read by :mod:`derain.imaging`).
+ImageLike = np.ndarray | Image.Image
 
 _WINDOW = 11
 _SIGMA = 1.5
@@ -91,37 +92,6 @@ class ScoreSummary:
         return float(np.mean([s.ssim for s in self.scores])) if self.scores else math.nan
 
 
-def load_rgb(image: ImageLike) -> np.ndarray:
-    """Return an image as a uint8 RGB array (H×W×3); gray arrays are repeated to 3 channels.
-
-    Args:
-        image: a path, a PIL image, or a uint8 array (H×W or H×W×3).
-
-    Raises:
-        ImageError: the file cannot be read or the array is not uint8 H×W / H×W×3.
-
-    Example:
-        >>> load_rgb(np.zeros((2, 2), dtype=np.uint8)).shape
-        (2, 2, 3)
-    """
-    if isinstance(image, (str, Path)):
-        try:
-            with Image.open(image) as im:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8)
-        except (OSError, ValueError) as exc:
-            raise ImageError(f"cannot read image {image}: {exc}") from exc
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        raise ImageError(f"expected a uint8 image, got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        return np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ImageError(f"expected an H×W or H×W×3 image, got shape {arr.shape}")
-    return arr
-
-
 def rgb_to_y(img: ImageLike) -> np.ndarray:
     """Luma of MATLAB ``rgb2ycbcr`` on a uint8 image, rounded as MATLAB stores it in uint8.
 
@@ -129,7 +99,7 @@ def rgb_to_y(img: ImageLike) -> np.ndarray:
     image is taken as R = G = B.
 
     Args:
-        img: uint8 RGB (H×W×3) or gray (H×W) array, a PIL image or a path.
+        img: uint8 RGB (H×W×3) or gray (H×W) array, or a PIL image.
 
     Returns:
         float64 array H×W holding the rounded values in [16, 235].
@@ -138,7 +108,7 @@ def rgb_to_y(img: ImageLike) -> np.ndarray:
         >>> rgb_to_y(np.array([[[255, 255, 255]]], dtype=np.uint8))
         array([[235.]])
     """
-    rgb = load_rgb(img).astype(np.float64) / 255.0
+    rgb = rgb8(img).astype(np.float64) / 255.0
     y = 16.0 + 65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]
     # MATLAB rounds half away from zero (np.round rounds half to even); y is always positive.
     return np.floor(y + 0.5)
@@ -229,11 +199,11 @@ def score_pair(restored: ImageLike, target: ImageLike) -> Score:
     L = 255, over the whole image. Identical images give PSNR = ``inf`` and SSIM = 1.
 
     Args:
-        restored: uint8 RGB array, PIL image or path.
+        restored: uint8 RGB array or PIL image.
         target: the ground truth, same size.
 
     Raises:
-        ImageError: an image cannot be read or the sizes differ.
+        ImageError: an array is not uint8 H×W / H×W×3, or the sizes differ.
 
     Example:
         >>> a = np.zeros((16, 16, 3), dtype=np.uint8)
@@ -249,29 +219,3 @@ def score_pair(restored: ImageLike, target: ImageLike) -> Score:
         p = float(psnr(ta, tb, 255.0)[0])
         s = float(ssim(ta, tb, 255.0)[0])
     return Score(psnr=p, ssim=s)
-
-
-def _name(image: ImageLike, index: int) -> str:
-    return Path(image).name if isinstance(image, (str, Path)) else str(index)
-
-
-def score_pairs(pairs: Iterable[tuple[ImageLike, ImageLike]]) -> ScoreSummary:
-    """Score (restored, target) pairs; images are named by the restored file name or index.
-
-    Args:
-        pairs: (restored, target) pairs of paths, PIL images or uint8 arrays.
-
-    Returns:
-        Per-image scores and their means.
-
-    Example:
-        >>> a = np.zeros((16, 16, 3), dtype=np.uint8)
-        >>> score_pairs([(a, a), (a, a)]).ssim
-        1.0
-    """
-    names: list[str] = []
-    scores: list[Score] = []
-    for i, (restored, target) in enumerate(pairs):
-        names.append(_name(restored, i))
-        scores.append(score_pair(restored, target))
-    return ScoreSummary(names=tuple(names), scores=tuple(scores))

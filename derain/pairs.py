@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DerainError
-from .io_files import is_image_name
+from .io_files import iter_images
 
 __all__ = ["LAYOUTS", "PairScan", "find_pairs", "scan_pairs"]
 
@@ -48,9 +48,7 @@ def _natural(stem: str) -> tuple[int, int | str, str]:
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not (is_image_name(path) and path.is_file()):
-            continue
+    for path in iter_images(folder, recursive=False):
         if path.stem in out:
             raise DerainError(
                 f"{path}: same name as {out[path.stem].name}; pairing by name is ambiguous"

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from derain import get_model_info, list_models
 from derain.cli import app, with_default_verb
-from derain.metrics import score_pair
+from derain.evaluate import evaluate
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("in_tmp")
@@ -282,7 +282,8 @@ def test_eval_identity_and_csv() -> None:
     result = cli("eval", "--data", "data", "--identity", "--csv", "scores.csv")
     assert result.exit_code == 0, result.stderr
     assert "rain/orphan.png" in result.stderr
-    scores = [score_pair(f"data/rain/{i}.png", f"data/norain/{i}.png") for i in range(1, 4)]
+    pairs = [(f"data/rain/{i}.png", f"data/norain/{i}.png") for i in range(1, 4)]
+    scores = evaluate(None, pairs).scores
     assert f"{np.mean([s.psnr for s in scores]):.2f}" in result.stdout
     assert f"{np.mean([s.ssim for s in scores]):.4f}" in result.stdout
     with open("scores.csv", newline="") as f:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from derain import Deraining, WeightsNotAvailableError, get_model_info, list_models
-from derain.metrics import score_pair, score_pairs
+from derain.evaluate import evaluate
 from derain.pairs import find_pairs
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -21,8 +21,8 @@ def test_shipped_weights_bring_the_example_closer_to_clean(name: str) -> None:
     except WeightsNotAvailableError:
         pytest.skip(f"no shipped {name} weights")
     rainy, clean = EXAMPLES / "rocket_rain.png", EXAMPLES / "rocket_clean.png"
-    before = score_pair(rainy, clean)
-    after = score_pair(derain.run(rainy), clean)
+    (before,) = evaluate(None, [(rainy, clean)]).scores
+    (after,) = evaluate(derain, [(rainy, clean)]).scores
     assert after.psnr > before.psnr
     assert after.ssim > before.ssim
 
@@ -36,7 +36,7 @@ def test_shipped_weights_score_what_the_model_card_says(name: str, rain12: Path)
     if recorded is None:
         pytest.skip(f"no Rain12 score recorded for {name}")
     derain = Deraining(name, device="cpu", dtype="fp32")  # the card's scores are fp32
-    summary = score_pairs((derain.run(rainy), clean) for rainy, clean in find_pairs(rain12))
+    summary = evaluate(derain, find_pairs(rain12))
     assert len(summary.scores) == 12
     assert summary.psnr == pytest.approx(recorded[0], abs=0.006)
     assert summary.ssim == pytest.approx(recorded[1], abs=0.00006)

@@ -140,6 +140,28 @@ def test_bad_file_is_one_line_image_error(zoo: Path, net: Deraining, name: str) 
     _one_line(info.value, str(path), BAD[name][1])
 
 
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bytes_and_streams_get_the_same_errors_as_files(zoo: Path, name: str) -> None:
+    # One reader: stdin, uploads and video frames see what a file on disk would.
+    data = (zoo / name).read_bytes()
+    for source in (data, io.BytesIO(data)):
+        with pytest.raises(ImageError) as info:
+            open_image(source, "<stdin>")
+        # Pillow words a truncated stream "Truncated File Read", a truncated file otherwise.
+        text = _one_line(info.value, "<stdin>: ")
+        assert BAD[name][1].lower() in text.lower(), text
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_bytes_and_streams_read_as_the_file_does(zoo: Path, name: str) -> None:
+    path = zoo / name
+    expected = open_image(path)
+    for source in (path.read_bytes(), io.BytesIO(path.read_bytes())):
+        got = open_image(source)
+        assert (got.mode, got.size) == (expected.mode, expected.size)
+        assert np.array_equal(np.asarray(got), np.asarray(expected))
+
+
 def test_directory_named_like_an_image(zoo: Path, net: Deraining) -> None:
     with pytest.raises(ImageError) as info:
         net.run(zoo / "folder.png")

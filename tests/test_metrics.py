@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,14 +12,11 @@ from PIL import Image
 from derain.errors import ImageError
 from derain.metrics import (
     Score,
-    load_rgb,
     psnr,
     rgb_to_y,
     score_pair,
-    score_pairs,
     ssim,
 )
-from derain.pairs import find_pairs
 
 
 def naive_ssim(a: np.ndarray, b: np.ndarray, data_range: float, win: int = 11) -> float:
@@ -83,13 +79,9 @@ def test_rgb_to_y_rejects_float() -> None:
         rgb_to_y(np.zeros((2, 2, 3), dtype=np.float32))
 
 
-def test_load_rgb_pil_and_path(tmp_path: Path) -> None:
+def test_rgb_to_y_takes_pil_images_as_arrays() -> None:
     arr = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    Image.fromarray(arr).save(tmp_path / "a.png")
-    np.testing.assert_array_equal(load_rgb(tmp_path / "a.png"), arr)
-    np.testing.assert_array_equal(load_rgb(Image.fromarray(arr)), arr)
-    with pytest.raises(ImageError):
-        load_rgb(tmp_path / "missing.png")
+    np.testing.assert_array_equal(rgb_to_y(Image.fromarray(arr)), rgb_to_y(arr))
 
 
 # --- SSIM / PSNR ---------------------------------------------------------------------------
@@ -166,25 +158,3 @@ def test_score_pair_identical_and_offset() -> None:
 def test_score_pair_size_mismatch() -> None:
     with pytest.raises(ImageError, match="sizes differ"):
         score_pair(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8))
-
-
-def test_score_pairs_of_a_paired_folder(tmp_path: Path) -> None:
-    rng = np.random.default_rng(4)
-    (tmp_path / "rain").mkdir()
-    (tmp_path / "norain").mkdir()
-    for name in ("10", "2", "1"):
-        img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-        Image.fromarray(img).save(tmp_path / "norain" / f"{name}.png")
-        Image.fromarray(255 - img).save(tmp_path / "rain" / f"{name}.png")
-    summary = score_pairs(find_pairs(tmp_path))
-    assert summary.names == ("1.png", "2.png", "10.png")
-    assert summary.psnr == pytest.approx(np.mean([s.psnr for s in summary.scores]))
-    assert summary.ssim < 0.5
-
-
-@pytest.mark.shared
-def test_rain12_rainy_input_self_check(rain12: Path) -> None:
-    summary = score_pairs(find_pairs(rain12))
-    assert len(summary.scores) == 12
-    assert summary.psnr == pytest.approx(30.14, abs=0.01)
-    assert summary.ssim == pytest.approx(0.855, abs=0.001)

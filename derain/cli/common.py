@@ -15,8 +15,10 @@ from rich.console import Console
 from typer.core import TyperArgument, TyperCommand
 
 from ..errors import DerainError, DerainWarning, ModelNotFoundError, WeightsError
-from ..inference import MIN_TILE, Deraining
+from ..inference import Deraining
 from ..precision import PRECISIONS
+from ..tiling import TileRequest
+from ..tiling import parse_tile as parse_tile_request
 
 PROG = "derain"
 
@@ -144,16 +146,12 @@ def fatal_errors(reporter: Reporter) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def parse_tile(text: str) -> int | str | None:
-    """``auto``, ``none`` or an integer >= 64, as :class:`derain.Deraining` takes it."""
-    value = text.strip().lower()
-    if value in ("auto", "none"):
-        return None if value == "none" else "auto"
-    if not value.isdigit() or int(value) < MIN_TILE:
-        raise UsageProblem(
-            f"--tile: expected an integer >= {MIN_TILE}, 'auto' or 'none', got {text!r}"
-        )
-    return int(value)
+def parse_tile(text: str) -> TileRequest:
+    """``--tile`` read by :func:`derain.tiling.parse_tile`; a bad value is a usage problem."""
+    try:
+        return parse_tile_request(text)
+    except DerainError as exc:
+        raise UsageProblem(f"--tile: {exc}") from None
 
 
 @contextlib.contextmanager

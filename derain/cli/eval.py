@@ -6,18 +6,17 @@ import csv
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
-from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ..errors import DerainError, ImageError, OutputError
-from ..imaging import open_image
-from ..inference import Deraining
-from ..metrics import Score, ScoreSummary, score_pair
+from ..errors import DerainError, OutputError
+from ..evaluate import Scored
+from ..evaluate import evaluate as evaluate_pairs
+from ..metrics import ScoreSummary
 from ..pairs import scan_pairs
+from ..tiling import DEFAULT_OVERLAP
 from .common import (
     DebugOpt,
     DeviceOpt,
@@ -44,10 +43,6 @@ by file name. A pair that cannot be scored is reported and skipped; the exit cod
 """
 
 
-def _rgb(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
 def _write_csv(path: Path, summary: ScoreSummary) -> None:
     try:
         with path.open("w", newline="", encoding="utf-8") as f:
@@ -72,7 +67,7 @@ def evaluate(
     ] = None,
     device: DeviceOpt = "auto",
     tile: TileOpt = "auto",
-    overlap: OverlapOpt = 32,
+    overlap: OverlapOpt = DEFAULT_OVERLAP,
     precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
     max_pixels: MaxPixelsOpt = None,
@@ -93,54 +88,38 @@ def evaluate(
         deraining = (
             None if identity else load_deraining(model, device, tile, overlap, fp32, precision)
         )
-        names: list[str] = []
-        scores: list[Score] = []
         with Progress(
             console=reporter.console,
             disable=quiet or not reporter.console.is_terminal,
             transient=True,
         ) as progress:
             lines = progress.disable and not quiet  # a log gets one line per pair
-            failed = 0
-            for rainy, target in progress.track(scan.pairs, description="scoring"):
-                try:  # a bad pair is reported and skipped; the others are still scored
-                    score = _score(rainy, target, deraining)
-                except DerainError as exc:
-                    failed += 1
-                    reporter.error(describe(exc, str(rainy)), exc)
-                    continue
-                names.append(rainy.name)
-                scores.append(score)
+            failed: list[str] = []
+
+            def report(scored: Scored) -> None:
                 if lines:
-                    reporter.info(f"{rainy}: {score.psnr:.2f} dB / {score.ssim:.4f}")
-        if not scores:
+                    score = scored.score
+                    reporter.info(f"{scored.label}: {score.psnr:.2f} dB / {score.ssim:.4f}")
+
+            def skip(label: str, exc: DerainError) -> None:
+                # a bad pair is reported and skipped; the others are still scored
+                failed.append(label)
+                reporter.error(describe(exc, label), exc)
+
+            pairs = progress.track(scan.pairs, description="scoring")
+            summary = evaluate_pairs(deraining, pairs, on_image=report, on_error=skip)
+        if not summary.scores:
             raise DerainError(f"{data}: no pair could be scored")
-        summary = ScoreSummary(names=tuple(names), scores=tuple(scores))
         if csv_path is not None:
             _write_csv(csv_path, summary)
         table = Table(title=f"{data} ({'rainy inputs' if identity else model})")
         for column in ("images", "PSNR (dB)", "SSIM"):
             table.add_column(column, justify="right")
-        table.add_row(str(len(scores)), f"{summary.psnr:.2f}", f"{summary.ssim:.4f}")
+        table.add_row(str(len(summary.scores)), f"{summary.psnr:.2f}", f"{summary.ssim:.4f}")
         Console().print(table)
         if failed:
-            reporter.error(f"{failed} of {len(scan.pairs)} pair(s) could not be scored")
+            reporter.error(f"{len(failed)} of {len(scan.pairs)} pair(s) could not be scored")
             raise typer.Exit(1)
-
-
-def _score(rainy: Path, target: Path, deraining: Deraining | None) -> Score:
-    """Score one pair; both images are read and their sizes compared before any derain."""
-    image, clean = open_image(rainy), open_image(target)
-    if image.size != clean.size:
-        raise ImageError(
-            f"{rainy}: size {image.width}×{image.height} differs from its target {target} "
-            f"({clean.width}×{clean.height})"
-        )
-    restored = image if deraining is None else deraining.run(image)
-    try:
-        return score_pair(_rgb(restored), _rgb(clean))
-    except ImageError as exc:  # the message names no file
-        raise ImageError(f"{rainy}: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +14,7 @@ from ..errors import ImageError, OutputError
 from ..imaging import open_image
 from ..inference import Deraining
 from ..io_files import check_writable, encode_image, read_made_by, write_image_atomic
+from ..tiling import DEFAULT_OVERLAP
 from .batch import Job, plan_jobs
 from .common import (
     DebugOpt,
@@ -50,14 +49,7 @@ def _read_stdin() -> Image.Image:
     data = sys.stdin.buffer.read()
     if not data:
         raise ImageError("<stdin>: no image data on standard input")
-    # open_image reads paths; a private temp copy gives stdin the same checks and messages.
-    with tempfile.TemporaryDirectory(prefix="derain-") as folder:
-        path = Path(folder) / "stdin"
-        path.write_bytes(data)
-        try:
-            return open_image(path)
-        except ImageError as exc:
-            raise ImageError(str(exc).replace(str(path), "<stdin>")) from None
+    return open_image(data, "<stdin>")
 
 
 class _Runner:
@@ -175,7 +167,7 @@ def run(
     model: ModelOpt = "danet",
     device: DeviceOpt = "auto",
     tile: TileOpt = "auto",
-    overlap: OverlapOpt = 32,
+    overlap: OverlapOpt = DEFAULT_OVERLAP,
     precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
     save_rain: Annotated[

@@ -127,10 +127,10 @@ def rain_preview_command(
     seed: Annotated[int, typer.Option(help="Seed of the crops and the rain.")] = 0,
 ) -> None:
     """Write a grid of clean | synthetic-rain sample pairs to an image."""
-    from ..train.data import list_images
+    from ..io_files import iter_images
     from ..train.synthetic import preview_grid
 
-    paths = list_images(images) if images.is_dir() else [images]
+    paths = sorted(iter_images(images, recursive=True)) if images.is_dir() else [images]
     if not paths:
         raise DerainError(f"{images}: no images found")
     try:

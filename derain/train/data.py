@@ -9,19 +9,17 @@ the number of worker processes or GPUs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import DerainError, ImageError
-from ..imaging import open_image
-from ..io_files import is_image_name
+from ..imaging import open_image, rgb8
+from ..io_files import iter_images
 from ..pairs import scan_pairs
 from .synthetic import RainSynthesizer
 
@@ -32,7 +30,6 @@ __all__ = [
     "SyntheticCrops",
     "augment",
     "build_dataset",
-    "list_images",
 ]
 
 MAX_REPORTED = 10
@@ -40,11 +37,6 @@ MAX_REPORTED = 10
 
 class DataError(DerainError):
     """A training folder with problems, listed file by file before training starts."""
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files below ``folder`` (recursively), sorted for a stable order."""
-    return sorted(p for p in folder.rglob("*") if is_image_name(p) and p.is_file())
 
 
 def _raise_problems(folder: Path, problems: list[str]) -> None:
@@ -58,9 +50,7 @@ def _raise_problems(folder: Path, problems: list[str]) -> None:
 
 
 def _size(path: Path) -> tuple[int, int]:
-    """Width and height of an image file, checking that it decodes."""
-    with Image.open(path) as im:
-        im.verify()  # cheap integrity check (PNG CRCs, truncated data)
+    """Width and height of an image file, checking that it decodes (as inference reads it)."""
     return open_image(path).size
 
 
@@ -77,14 +67,6 @@ def _random_crop(
     y = int(rng.integers(0, h - crop + 1))
     x = int(rng.integers(0, w - crop + 1))
     return [im[y : y + crop, x : x + crop] for im in images]
-
-
-def _load_rgb8(path: Path, min_side: int) -> np.ndarray:
-    im = open_image(path).convert("RGB")
-    if min(im.size) < min_side:  # too small to crop from: enlarge just enough
-        s = min_side / min(im.size)
-        im = im.resize((math.ceil(im.width * s), math.ceil(im.height * s)), Image.BICUBIC)
-    return np.asarray(im)
 
 
 def _to_float(image: np.ndarray) -> np.ndarray:
@@ -106,9 +88,9 @@ class _CropDataset(Dataset):
 
     def _image(self, path: Path, min_side: int) -> np.ndarray:
         if not self.cache:
-            return _load_rgb8(path, min_side)
+            return rgb8(path, min_side=min_side)
         if path not in self._cache:
-            self._cache[path] = _load_rgb8(path, min_side)
+            self._cache[path] = rgb8(path, min_side=min_side)
         return self._cache[path]
 
     def _rng(self, key: tuple[int, int]) -> np.random.Generator:
@@ -146,7 +128,7 @@ class PairedCrops(_CropDataset):
         for rain_path, clean_path in pairs:
             try:
                 a, b = _size(rain_path), _size(clean_path)
-            except (ImageError, OSError, SyntaxError) as exc:
+            except ImageError as exc:
                 problems.append(f"{rain_path.name}: unreadable ({str(exc).splitlines()[0]})")
                 continue
             if a != b:
@@ -187,12 +169,12 @@ class SyntheticCrops(_CropDataset):
     @classmethod
     def from_folder(cls, root: Path, crop: int, preset: str, seed: int = 0) -> SyntheticCrops:
         """Collect clean photos and check each before training starts."""
-        paths = list_images(root)
+        paths = sorted(iter_images(root, recursive=True))
         problems = []
         for path in paths:
             try:
                 _size(path)
-            except (ImageError, OSError, SyntaxError) as exc:
+            except ImageError as exc:
                 problems.append(f"{path.name}: unreadable ({str(exc).splitlines()[0]})")
         _raise_problems(root, problems)
         if not paths:

@@ -56,8 +56,8 @@ import numpy as np
 from PIL import Image
 
 from derain.errors import ImageError
+from derain.imaging import ImageInput, rgb8
 from derain.io_files import write_image_atomic
-from derain.metrics import ImageLike, load_rgb
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -433,14 +433,11 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.float32) / np.float32(255.0)
 
 
-def _to_float(image: ImageLike, crop: int, rng: np.random.Generator) -> np.ndarray:
-    im = Image.fromarray(load_rgb(image))
-    scale = crop / min(im.size)
-    if scale > 1:  # too small for a crop: enlarge so the crop fits
-        im = im.resize((math.ceil(im.width * scale), math.ceil(im.height * scale)), Image.BICUBIC)
-    y = int(rng.integers(0, im.height - crop + 1))
-    x = int(rng.integers(0, im.width - crop + 1))
-    return np.asarray(im.crop((x, y, x + crop, y + crop)), dtype=np.float32) / 255.0
+def _to_float(image: ImageInput, crop: int, rng: np.random.Generator) -> np.ndarray:
+    pixels = rgb8(image, min_side=crop)  # too small for a crop: enlarged so the crop fits
+    y = int(rng.integers(0, pixels.shape[0] - crop + 1))
+    x = int(rng.integers(0, pixels.shape[1] - crop + 1))
+    return pixels[y : y + crop, x : x + crop].astype(np.float32) / np.float32(255.0)
 
 
 #: Largest preview grid, in pixels: 64 pairs of 256 px crops, or 2 of 1024 px, fit; far below
@@ -449,7 +446,7 @@ MAX_PREVIEW_PIXELS = 12_000_000
 
 
 def preview_grid(
-    images: Sequence[ImageLike],
+    images: Sequence[ImageInput],
     params: str | Rain,
     seed: int,
     out_path: str | Path,

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..evaluate import Scored, evaluate
 from ..inference import Deraining, resolve_device
-from ..metrics import load_rgb, score_pair
 from ..models.danet import DANet
 from ..models.registry import create_model
 from ..pairs import find_pairs
@@ -137,25 +137,27 @@ def val_name(folder: str) -> str:
 def validate(
     model: DANet, folder: str, device: torch.device, max_images: int | None = None
 ) -> tuple[float, float, list[list[np.ndarray]]]:
-    """Mean Y-channel PSNR/SSIM on a paired folder, and a few (rainy, derained, clean) rows."""
+    """Mean Y-channel PSNR/SSIM on a paired folder, and a few (rainy, derained, clean) rows.
+
+    Scored by :func:`derain.evaluate.evaluate`, exactly as ``derain eval`` scores (whole
+    images, float32); ``model`` itself is left as it was.
+    """
     pairs = find_pairs(folder)
     if max_images:
         pairs = pairs[:max_images]
     if not pairs:
         raise DataError(f"{folder}: no validation pairs found")
+    rows: list[list[np.ndarray]] = []
+
+    def keep(scored: Scored) -> None:
+        if len(rows) < VAL_SAMPLES:
+            rows.append([scored.rainy, scored.derained, scored.clean])
+
     was_training = model.training
     runner = Deraining(model, device=str(device), dtype=torch.float32, tile=None)
-    scores, rows = [], []
-    for rain_path, clean_path in pairs:
-        rainy, clean = load_rgb(rain_path), load_rgb(clean_path)
-        derained = runner.run(rainy)
-        scores.append(score_pair(derained, clean))
-        if len(rows) < VAL_SAMPLES:
-            rows.append([rainy, derained, clean])
+    summary = evaluate(runner, pairs, on_image=keep)
     model.train(was_training)
-    psnr = float(np.mean([s.psnr for s in scores]))
-    ssim = float(np.mean([s.ssim for s in scores]))
-    return psnr, ssim, rows
+    return summary.psnr, summary.ssim, rows
 
 
 def train(
