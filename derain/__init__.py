@@ -5,6 +5,11 @@ Example:
     >>> clean = Deraining("danet").run("rainy.jpg")  # doctest: +SKIP
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     DerainError,
     DerainWarning,
@@ -14,11 +19,41 @@ from .errors import (
     WeightsError,
     WeightsNotAvailableError,
 )
-from .inference import Deraining, DerainResult
-from .models import DANet, DANetConfig, DANetOutput, create_model, get_model_info, list_models
-from .weights import load_file, save_pretrained
 
 __version__ = "0.1.0"
+
+# The rest imports torch, so it is loaded on first use: `derain --help` and `--version` stay
+# fast, and `import derain` costs nothing until a model is built.
+_LAZY = {
+    "DANet": "models",
+    "DANetConfig": "models",
+    "DANetOutput": "models",
+    "DerainResult": "inference",
+    "Deraining": "inference",
+    "create_model": "weights",
+    "get_model_info": "models",
+    "list_models": "models",
+    "load_file": "weights",
+    "save_pretrained": "weights",
+}
+
+if TYPE_CHECKING:
+    from .inference import Deraining, DerainResult
+    from .models import DANet, DANetConfig, DANetOutput, get_model_info, list_models
+    from .weights import create_model, load_file, save_pretrained
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'derain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "DANet",

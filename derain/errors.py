@@ -8,6 +8,7 @@ __all__ = [
     "ImageError",
     "ModelNotFoundError",
     "OutputError",
+    "TrainingError",
     "WeightsError",
     "WeightsNotAvailableError",
 ]
@@ -43,3 +44,8 @@ class OutputError(DerainError, OSError):
 class DerainWarning(UserWarning):
     """Something the user should know that does not stop the work (an animated image of which
     only the first frame is derained)."""
+
+
+class TrainingError(DerainError):
+    """A training run that cannot start or go on: a setting that does not fit the data, the
+    hardware or the weights it starts from, or a checkpoint that is not there."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import numbers
@@ -10,11 +11,12 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
 from .errors import DerainError, ImageError
@@ -36,6 +38,8 @@ from .weights import resolve_model, save_pretrained
 __all__ = ["DEFAULT_OVERLAP", "MIN_TILE", "DerainResult", "Deraining", "resolve_device"]
 
 T = TypeVar("T")
+#: The in-memory kinds :meth:`Deraining.run` returns as it was given them.
+Pixels = TypeVar("Pixels", Image.Image, np.ndarray, Tensor)
 
 
 #: ``--save-rain`` shows the brightness removed ×8: a pixel that lost 1/8 of full brightness
@@ -56,13 +60,14 @@ class DerainResult(Generic[T]):
 
     Attributes:
         image: the derained image, of the input's kind, size and mode.
-        rain: the estimated rain layer (brightness the network removed), grayscale at image size.
-        mask: the ALM association mask averaged over channels, grayscale at image size.
+        rain: the estimated rain layer (brightness the network removed), grayscale at image
+            size, of the input's kind (an ``L`` image, an H×W array, a 1×H×W tensor).
+        mask: the ALM association mask averaged over channels, like ``rain``.
     """
 
     image: T
-    rain: Any
-    mask: Any
+    rain: T
+    mask: T
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -114,7 +119,8 @@ class Deraining:
     Args:
         model: a registry name (``"danet"``, ``"danet-plus"``: weights shipped in the package,
             no network), ``"hf-hub:owner/repo[@revision]"``, a local ``.safetensors`` file or
-            folder, or a :class:`DANet` instance.
+            folder, or a :class:`DANet` instance (copied: the caller's model is not changed).
+            The grammar of these sources is :func:`derain.weights.parse_source`.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         dtype: compute precision: ``"auto"`` (bf16 on CPUs with native bf16, fp16 on CUDA,
             fp32 elsewhere; see :mod:`derain.precision`), ``"fp32"``, ``"bf16"``, ``"fp16"`` or
@@ -147,7 +153,7 @@ class Deraining:
         if isinstance(model, DANet):
             if sha256 is not None:
                 raise DerainError("sha256 checks a weights file; a DANet object has none")
-            net, self.source = model, "in-memory model"
+            net, self.source = copy.deepcopy(model), "in-memory model"
         else:
             net, self.source = resolve_model(model, sha256=sha256)
         self.device = resolve_device(device)
@@ -158,11 +164,9 @@ class Deraining:
         self.dtype = dtype
         self.tile = tile
         self.overlap = int(overlap)
-        self.model = net.eval().to(self.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         # channels_last measured faster on CPU (AVX2/AVX-512) and on CUDA tensor cores.
-        self.model = self.model.to(memory_format=torch.channels_last)
+        net = net.eval().requires_grad_(False)
+        self.model = net.to(self.device, memory_format=torch.channels_last)
 
     @functools.cached_property
     def weights_sha256(self) -> str:
@@ -187,7 +191,7 @@ class Deraining:
     @property
     def size_multiple(self) -> int:
         """Height and width the network needs internally (inputs are padded to it)."""
-        return self.model.cfg.size_multiple
+        return self.model.size_multiple
 
     def tile_plan(self) -> TilePlan:
         """The tile side the next run uses, and why (see :class:`derain.tiling.TilePlan`)."""
@@ -256,6 +260,46 @@ class Deraining:
         rain = np.clip(rain, 0.0, 1.0)
         return DerainResult(result, restore_gray(rain), restore_gray(np.clip(mask, 0.0, 1.0)))
 
+    @overload
+    def run(
+        self,
+        image: str | os.PathLike[str],
+        *,
+        return_layers: Literal[False] = False,
+        progress: Progress | None = None,
+    ) -> Image.Image: ...
+    @overload
+    def run(
+        self,
+        image: str | os.PathLike[str],
+        *,
+        return_layers: Literal[True, "view"],
+        progress: Progress | None = None,
+    ) -> DerainResult[Image.Image]: ...
+    @overload
+    def run(
+        self,
+        image: Pixels,
+        *,
+        return_layers: Literal[False] = False,
+        progress: Progress | None = None,
+    ) -> Pixels: ...
+    @overload
+    def run(
+        self,
+        image: Pixels,
+        *,
+        return_layers: Literal[True, "view"],
+        progress: Progress | None = None,
+    ) -> DerainResult[Pixels]: ...
+    @overload
+    def run(
+        self,
+        image: list[Any] | tuple[Any, ...],
+        *,
+        return_layers: LayerRequest = False,
+        progress: Progress | None = None,
+    ) -> list[Any]: ...
     def run(
         self,
         image: Any,
@@ -338,8 +382,11 @@ class Deraining:
     def save_pretrained(
         self, directory: str | os.PathLike[str], variant: str | None = None
     ) -> Path:
-        """Write the model as ``model.safetensors`` + ``config.json`` (Hub-ready)."""
-        return save_pretrained(self.model.float().cpu(), directory, variant=variant)
+        """Write the model as ``model.safetensors`` + ``config.json`` (Hub-ready).
+
+        The tensors are copied to the CPU; the model stays where it runs.
+        """
+        return save_pretrained(self.model, directory, variant=variant)
 
     def __repr__(self) -> str:
         return (

@@ -18,8 +18,9 @@ import socket
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -33,9 +34,14 @@ from .models.registry import ModelInfo, get_model_info, list_models
 __all__ = [
     "CONFIG_NAME",
     "HUB_PREFIX",
+    "LOCAL_PREFIX",
     "WEIGHTS_NAME",
+    "ModelSource",
+    "copy_strict",
+    "create_model",
     "load_file",
     "load_shipped",
+    "parse_source",
     "resolve_model",
     "save_pretrained",
     "sha256_of",
@@ -45,6 +51,7 @@ __all__ = [
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 HUB_PREFIX = "hf-hub:"
+LOCAL_PREFIX = "local-dir:"
 FORMAT_VERSION = "1"
 ARCHITECTURE = "danet"
 
@@ -67,7 +74,7 @@ def shipped_weights_dir() -> Path:
     return here / "weights"
 
 
-def _state_dict(model: DANet) -> dict[str, torch.Tensor]:
+def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     # named_parameters() lists a shared module (the PReLUs) once, under its first name,
     # which gives each tensor exactly one canonical key.
     return {name: p.detach() for name, p in model.named_parameters()}
@@ -91,9 +98,10 @@ def save_pretrained(
     """Write ``model.safetensors`` and ``config.json`` into ``directory``.
 
     Args:
-        model: the network to save.
+        model: the network to save; it is not changed (tensors are copied to the CPU).
         directory: target folder, created if needed; this layout can be uploaded to the Hub.
-        variant: registry name of the architecture, recorded for humans and tools.
+        variant: a name recorded for humans and tools (a registry name or your own); loading
+            needs only the architecture config, which is always written.
         dtype: store tensors in this dtype (for example ``torch.float16`` to halve the file).
 
     Returns:
@@ -121,12 +129,22 @@ def _config_from(raw: dict[str, Any], source: str) -> DANetConfig:
     if raw.get("architecture") != ARCHITECTURE:
         raise WeightsError(f"{source}: architecture {raw.get('architecture')!r} is not 'danet'")
     variant = raw.get("variant")
-    if variant is not None and variant not in list_models():
-        known = ", ".join(list_models())
-        raise WeightsError(f"{source}: unknown variant {variant!r}; known variants: {known}")
+    if variant is not None and not isinstance(variant, str):
+        raise WeightsError(f"{source}: variant {variant!r} is not a name")
+    settings = raw.get("config")
+    if not isinstance(settings, dict):
+        raise WeightsError(f"{source}: malformed architecture config (no 'config' object)")
+    settings = dict(settings)
+    # Files written before size_multiple became a fact of the architecture still carry it.
+    legacy_multiple = settings.pop("size_multiple", DANet.size_multiple)
+    if legacy_multiple != DANet.size_multiple:
+        raise WeightsError(
+            f"{source}: size_multiple {legacy_multiple!r} does not fit DANet "
+            f"({DANet.size_multiple})"
+        )
     try:
-        return DANetConfig(**raw["config"])
-    except (KeyError, TypeError) as exc:
+        return DANetConfig(**settings)
+    except TypeError as exc:
         raise WeightsError(f"{source}: malformed architecture config ({exc})") from None
 
 
@@ -179,11 +197,20 @@ def load_file(
         except json.JSONDecodeError:
             raise WeightsError(f"{source}: malformed architecture config in header") from None
     model = DANet(_config_from(config, source))
-    _copy_strict(model, tensors, source)
+    copy_strict(model, tensors, source)
     return model.eval()
 
 
-def _copy_strict(model: DANet, tensors: dict[str, torch.Tensor], source: str) -> None:
+def copy_strict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``tensors`` into ``model``'s parameters, refusing anything that does not fit.
+
+    Every parameter must be present under its canonical name (shared modules once), with its
+    shape, finite and floating point; no tensor may be left over. Nothing is copied unless
+    everything fits. Used for weights files and for training checkpoints alike.
+
+    Raises:
+        WeightsError: one line naming ``source`` and the first mismatch.
+    """
     expected = _state_dict(model)
     missing = sorted(expected.keys() - tensors.keys())
     extra = sorted(tensors.keys() - expected.keys())
@@ -217,7 +244,26 @@ def load_shipped(info: ModelInfo) -> DANet:
             "load your own with Deraining('path/to/model.safetensors') or "
             "Deraining('hf-hub:owner/repo')"
         )
-    return load_file(path, sha256=info.weights.sha256)
+    model = load_file(path, sha256=info.weights.sha256)
+    if model.cfg != info.config:
+        raise WeightsError(f"{path}: holds {model.cfg}, not the registry's {info.name!r}")
+    return model
+
+
+def create_model(name: str, pretrained: bool = False) -> DANet:
+    """Build a registered variant, optionally with its shipped pretrained weights.
+
+    Args:
+        name: a name from :func:`~derain.models.list_models`.
+        pretrained: load the weights shipped inside the package (no network access).
+
+    Example:
+        >>> net = create_model("danet")
+        >>> sum(p.numel() for p in net.parameters())
+        1547066
+    """
+    info = get_model_info(name)
+    return load_shipped(info) if pretrained else DANet(info.config)
 
 
 def _load_directory(directory: Path) -> DANet:
@@ -264,7 +310,7 @@ def _quiet_hub_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _load_hub(spec: str, sha256: str | None = None) -> DANet:
+def _load_hub(source: ModelSource, spec: str, sha256: str | None = None) -> DANet:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -281,9 +327,7 @@ def _load_hub(spec: str, sha256: str | None = None) -> DANet:
     for client in ("httpx2", "httpx"):
         with contextlib.suppress(ImportError):
             transport += (importlib.import_module(client).HTTPError,)
-    repo_id, _, revision = spec.removeprefix(HUB_PREFIX).partition("@")
-    if repo_id.count("/") != 1:
-        raise ModelNotFoundError(f"{spec}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@rev'")
+    repo_id, revision = source.value, source.revision
     from huggingface_hub import constants
 
     offline = bool(constants.HF_HUB_OFFLINE)
@@ -295,7 +339,7 @@ def _load_hub(spec: str, sha256: str | None = None) -> DANet:
             files = {
                 name: Path(
                     hf_hub_download(
-                        repo_id, name, revision=revision or None, local_files_only=not reachable
+                        repo_id, name, revision=revision, local_files_only=not reachable
                     )
                 )
                 for name in (CONFIG_NAME, WEIGHTS_NAME)
@@ -351,8 +395,73 @@ def _check_expected(path: Path, expected: str | None) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from, as :func:`parse_source` reads it.
+
+    Attributes:
+        kind: ``"registry"``, ``"hub"`` or ``"path"``.
+        value: the registry name, the ``owner/repo`` id, or the path (``~`` expanded).
+        revision: the Hub revision after ``@``, if any.
+    """
+
+    kind: Literal["registry", "hub", "path"]
+    value: str
+    revision: str | None = None
+
+
+def _looks_like_path(text: str) -> bool:
+    seps = {sep for sep in ("/", os.sep, os.altsep) if sep}
+    return (
+        any(sep in text for sep in seps)
+        or text.startswith((".", "~"))
+        or text.endswith(".safetensors")
+    )
+
+
+def parse_source(source: str | os.PathLike[str]) -> ModelSource:
+    """Read a model source: the one grammar of ``Deraining(model)``, ``--model`` and ``--init``.
+
+    - a registry name (:func:`~derain.models.list_models`) is always that entry, even where a
+      folder of the same name exists;
+    - ``hf-hub:owner/repo`` or ``hf-hub:owner/repo@revision`` is a Hugging Face Hub repository;
+    - a path is a :class:`os.PathLike` object, or text with a path separator, a leading ``.``
+      or ``~``, or a ``.safetensors`` suffix, or text written ``local-dir:PATH``;
+    - anything else is refused, with a hint to write ``./NAME`` for a local folder.
+
+    Raises:
+        ModelNotFoundError: an ambiguous or malformed source, in one line.
+
+    Example:
+        >>> parse_source("danet").kind, parse_source("./danet").kind
+        ('registry', 'path')
+        >>> parse_source("hf-hub:owner/repo@v1")
+        ModelSource(kind='hub', value='owner/repo', revision='v1')
+    """
+    if not isinstance(source, str):
+        return ModelSource("path", str(Path(os.fspath(source)).expanduser()))
+    if source.startswith(HUB_PREFIX):
+        repo_id, _, revision = source.removeprefix(HUB_PREFIX).partition("@")
+        if repo_id.count("/") != 1:
+            raise ModelNotFoundError(
+                f"{source}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@rev'"
+            )
+        return ModelSource("hub", repo_id, revision or None)
+    if source.startswith(LOCAL_PREFIX):
+        return ModelSource("path", str(Path(source.removeprefix(LOCAL_PREFIX)).expanduser()))
+    if source in list_models():
+        return ModelSource("registry", source)
+    if _looks_like_path(source):
+        return ModelSource("path", str(Path(source).expanduser()))
+    known = ", ".join(list_models())
+    raise ModelNotFoundError(
+        f"{source}: not a known model; known models: {known}. For a local folder or file "
+        f"write ./{source} or {LOCAL_PREFIX}{source}; for the Hub, {HUB_PREFIX}owner/repo"
+    )
+
+
 def resolve_model(source: str | os.PathLike[str], sha256: str | None = None) -> tuple[DANet, str]:
-    """Turn a registry name, a ``hf-hub:`` id or a local path into a loaded model.
+    """Load the model a source names (the grammar: :func:`parse_source`).
 
     Args:
         source: the model.
@@ -362,14 +471,14 @@ def resolve_model(source: str | os.PathLike[str], sha256: str | None = None) -> 
     Returns:
         The model in eval mode and a short human-readable description of where it came from.
     """
-    text = os.fspath(source)
-    if text in list_models():
-        info = get_model_info(text)
+    parsed = parse_source(source)
+    if parsed.kind == "registry":
+        info = get_model_info(parsed.value)
         _check_expected(shipped_weights_dir() / info.weights.filename, sha256)
-        return load_shipped(info), f"{text} (shipped weights)"
-    if text.startswith(HUB_PREFIX):
-        return _load_hub(text, sha256), text
-    path = Path(text).expanduser()
+        return load_shipped(info), f"{parsed.value} (shipped weights)"
+    if parsed.kind == "hub":
+        return _load_hub(parsed, os.fspath(source), sha256), os.fspath(source)
+    path = Path(parsed.value)
     if path.is_dir():
         if (path / WEIGHTS_NAME).is_file():
             _check_expected(path / WEIGHTS_NAME, sha256)
@@ -381,8 +490,4 @@ def resolve_model(source: str | os.PathLike[str], sha256: str | None = None) -> 
             config = _read_json(sidecar)
             return load_file(path, sha256=config.get("sha256"), config=config), str(path)
         return load_file(path), str(path)
-    known = ", ".join(list_models())
-    raise ModelNotFoundError(
-        f"{text}: not a known model, an 'hf-hub:owner/repo' id or an existing path; "
-        f"known models: {known}"
-    )
+    raise ModelNotFoundError(f"{path}: no such file or folder")

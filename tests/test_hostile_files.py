@@ -280,9 +280,9 @@ def _break(model: Path, case: str) -> Path:
     elif case == "pickle":
         torch.save({"a": torch.zeros(2)}, weights)
         (model / "config.json").unlink()
-    elif case == "unknown variant":
+    elif case == "unknown architecture":
         config = json.loads((model / "config.json").read_text())
-        (model / "config.json").write_text(json.dumps({**config, "variant": "danet-xxl"}))
+        (model / "config.json").write_text(json.dumps({**config, "architecture": "unet"}))
     else:  # tensors that do not fit: a lone file, checked structurally
         (model / "config.json").unlink()
         _edit_tensors(weights, case)
@@ -294,7 +294,7 @@ WEIGHT_CASES = {
     "truncated": "sha256 does not match",
     "flipped byte": "sha256 does not match",
     "pickle": "not a valid safetensors file",
-    "unknown variant": "unknown variant 'danet-xxl'",
+    "unknown architecture": "architecture 'unet' is not 'danet'",
     "missing": "1 missing",
     "extra": "1 unexpected (first: extra.weight)",
     "mis-shaped": "has shape (3, 1)",
@@ -305,7 +305,7 @@ WEIGHT_CASES = {
 def test_bad_weights_on_the_command_line(model_dir: Path, case: str) -> None:
     _folder(2)
     target = _break(Path(shutil.copytree(model_dir, "model")), case)
-    result = cli("in", "-o", "out", "--model", target)
+    result = cli("in", "-o", "out", "--model", f"./{target}")  # a bare word is a model name
     assert result.exit_code == 1
     # The model is loaded once, before the first image: one line, not one per file.
     assert errors(result) == [errors(result)[0]] and result.stderr.count("\n") == 1

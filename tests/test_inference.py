@@ -109,3 +109,22 @@ def test_output_size_equals_input_size(h: int, w: int, tile: int | None) -> None
     net = Deraining(DANet(TINY), device="cpu", tile=tile, overlap=16)
     out = net.run(np.random.default_rng(h * 100 + w).random((h, w, 3)).astype(np.float32))
     assert out.shape == (h, w, 3) and np.isfinite(out).all()
+
+
+def test_the_callers_model_is_not_changed() -> None:
+    net = DANet(TINY).train()
+    before = {k: (v.clone(), v.stride()) for k, v in net.state_dict().items()}
+    d = Deraining(net, device="cpu", tile=None)
+    d.run(_rgb(16, 16))
+    assert net.training and all(p.requires_grad for p in net.parameters())
+    after = net.state_dict()
+    assert all(torch.equal(after[k], v) and after[k].stride() == s for k, (v, s) in before.items())
+    assert not d.model.training  # the copy runs in eval mode
+
+
+def test_layers_have_the_inputs_kind() -> None:
+    d = Deraining(DANet(TINY), device="cpu", tile=None)
+    res = d.run(_rgb(16, 24), return_layers=True)
+    assert isinstance(res.rain, np.ndarray) and res.rain.shape == (16, 24)
+    res = d.run(Image.fromarray(_rgb(16, 24)), return_layers=True)
+    assert isinstance(res.mask, Image.Image) and res.mask.size == (24, 16)

@@ -28,6 +28,8 @@ from derain.weights import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     load_file,
+    parse_source,
+    resolve_model,
     save_pretrained,
     sha256_of,
     shipped_weights_dir,
@@ -231,16 +233,89 @@ def test_wrong_sha256_is_refused_before_parsing(lone: Path) -> None:
         load_file(lone, sha256="0" * 64)
 
 
-def test_unknown_variant_in_config_is_refused(saved: Path) -> None:
+def test_custom_variant_loads_from_its_config(model: DANet, tmp_path: Path) -> None:
+    # The architecture config is enough: a name outside the registry is only a label.
+    save_pretrained(model, tmp_path / "mine", variant="my-variant")
+    assert json.loads((tmp_path / "mine" / CONFIG_NAME).read_text())["variant"] == "my-variant"
+    assert _same(load_file(tmp_path / "mine" / WEIGHTS_NAME), model)
+    assert _same(resolve_model(tmp_path / "mine")[0], model)
+
+
+def test_config_with_the_old_size_multiple_field_still_loads(saved: Path) -> None:
     config = json.loads((saved / CONFIG_NAME).read_text())
-    (saved / CONFIG_NAME).write_text(json.dumps({**config, "variant": "danet-ultra"}))
-    message = _refused(saved, saved / WEIGHTS_NAME)
-    assert "'danet-ultra'" in message and "danet-plus" in message
+    config["config"]["size_multiple"] = DANet.size_multiple  # written before it left the config
+    (saved / CONFIG_NAME).write_text(json.dumps(config))
+    assert resolve_model(saved)[0].cfg == TINY
+    config["config"]["size_multiple"] = 8
+    (saved / CONFIG_NAME).write_text(json.dumps(config))
+    assert "size_multiple 8" in _refused(saved, saved / WEIGHTS_NAME)
+
+
+def test_save_pretrained_leaves_the_model_as_it_was(model: DANet, tmp_path: Path) -> None:
+    model = model.train().to(memory_format=torch.channels_last)
+    before = {k: (v.dtype, v.device, v.stride()) for k, v in model.state_dict().items()}
+    save_pretrained(model, tmp_path / "a", dtype=torch.float16)
+    Deraining(model, device="cpu").save_pretrained(tmp_path / "b")
+    assert model.training
+    assert {k: (v.dtype, v.device, v.stride()) for k, v in model.state_dict().items()} == before
+    assert load_file(tmp_path / "b" / WEIGHTS_NAME).cfg == model.cfg
 
 
 def test_unreadable_config_is_refused(saved: Path) -> None:
     (saved / CONFIG_NAME).write_text("{not json")
     assert "unreadable config" in _refused(saved, saved / CONFIG_NAME)
+
+
+# --- model sources ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("danet", "registry", "danet"),
+        ("danet-plus", "registry", "danet-plus"),
+        ("hf-hub:owner/repo", "hub", "owner/repo"),
+        ("./danet", "path", "danet"),
+        ("models/danet", "path", "models/danet"),
+        ("/abs/folder", "path", "/abs/folder"),
+        ("mine.safetensors", "path", "mine.safetensors"),
+        ("local-dir:danet", "path", "danet"),
+        ("local-dir:folder", "path", "folder"),
+    ],
+)
+def test_source_grammar(text: str, kind: str, value: str) -> None:
+    parsed = parse_source(text)
+    assert (parsed.kind, parsed.value) == (kind, value)
+
+
+def test_source_grammar_hub_revision_and_home() -> None:
+    assert parse_source("hf-hub:o/r@v2").revision == "v2"
+    assert parse_source("~/m").value == str(Path.home() / "m")
+    assert parse_source(Path("danet")).kind == "path"  # a Path object is always a path
+
+
+def test_registry_name_is_never_a_folder(
+    model: DANet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save_pretrained(model, "danet")  # a folder named like a registry entry
+    assert Deraining("./danet").model.cfg == TINY
+    assert Deraining("local-dir:danet").model.cfg == TINY
+    if get_model_info("danet").weights.sha256 is not None:
+        assert Deraining("danet").source == "danet (shipped weights)"
+
+
+def test_bare_word_that_is_not_a_name_is_refused(
+    model: DANet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save_pretrained(model, "mymodel")  # exists, but a bare word is ambiguous
+    message = _refused("mymodel", "mymodel", ModelNotFoundError)
+    assert "./mymodel" in message and "local-dir:mymodel" in message
+
+
+def test_missing_path_is_refused() -> None:
+    assert "no such file or folder" in _refused("./nope", "nope", ModelNotFoundError)
 
 
 # --- registry names --------------------------------------------------------------------------

@@ -19,7 +19,6 @@ def _weights_source(info: ModelInfo) -> str:
     parts = [
         "shipped" if shipped else "not shipped",
         "sha256 ✓" if w.sha256 else "no sha256",  # load_shipped refuses a file without one
-        f"hub: {w.hub_id}" if w.hub_id else "no hub",
     ]
     return "; ".join(parts)
 

@@ -1,7 +1,7 @@
 """Network definitions and the registry of named variants."""
 
 from .danet import DANet, DANetConfig, DANetOutput
-from .registry import ModelInfo, PretrainedWeights, create_model, get_model_info, list_models
+from .registry import ModelInfo, PretrainedWeights, get_model_info, list_models
 
 __all__ = [
     "DANet",
@@ -9,7 +9,6 @@ __all__ = [
     "DANetOutput",
     "ModelInfo",
     "PretrainedWeights",
-    "create_model",
     "get_model_info",
     "list_models",
 ]

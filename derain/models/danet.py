@@ -9,7 +9,7 @@ rain estimate into a mask over full-resolution features, and a reconstruction su
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +36,6 @@ class DANetConfig:
     stage_blocks: int = 2
     ca_reduction: int = 4
     share_fusion_dsc: bool = True
-
-    #: Height and width of the input must be multiples of this (pad, run, crop).
-    size_multiple: int = 16
 
 
 class DANetOutput(NamedTuple):
@@ -259,6 +256,10 @@ class DANet(nn.Module):
         torch.Size([1, 3, 64, 64])
     """
 
+    #: Height and width of the input must be multiples of this (pad, run, crop): a fact of
+    #: the architecture (how often it halves the resolution), not a setting.
+    size_multiple: ClassVar[int] = 16
+
     def __init__(self, cfg: DANetConfig = DANetConfig()) -> None:
         super().__init__()
         self.cfg = cfg
@@ -285,8 +286,8 @@ class DANet(nn.Module):
         self.rsn_out = conv3(c // 2, 3)
 
     def forward(self, x: Tensor) -> DANetOutput:
-        """Derain ``x`` (B×3×H×W in [0, 1], H and W multiples of ``cfg.size_multiple``)."""
-        m = self.cfg.size_multiple
+        """Derain ``x`` (B×3×H×W in [0, 1], H and W multiples of :attr:`size_multiple`)."""
+        m = self.size_multiple
         if x.shape[-2] % m or x.shape[-1] % m:
             raise ValueError(f"height and width must be multiples of {m}, got {tuple(x.shape)}")
         xs = _half(x)

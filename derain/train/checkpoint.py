@@ -1,6 +1,7 @@
 """Resumable checkpoints as one safetensors file: tensors plus JSON metadata, no pickle.
 
-A checkpoint holds the model, the EMA model, the optimizer's state and the random states. It is
+A checkpoint holds the model, the EMA model, the optimizer's state and torch's random state
+(the only global generator the loop draws from; the data draws from its own seeded ones). It is
 written to a temp file, fsynced and renamed over the old one, so a kill at any instant leaves
 either the previous or the new checkpoint, never a torn one.
 """
@@ -9,17 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_write
 from ..errors import WeightsError
+from ..weights import copy_strict
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
@@ -63,28 +63,9 @@ def save_checkpoint(
     optim_tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
     tensors |= optim_tensors
     tensors["rng.torch"] = torch.get_rng_state()
-    meta = {
-        "step": step,
-        "optimizer": optim_meta,
-        "rng.numpy": np.random.get_state(legacy=False),
-        "rng.python": random.getstate(),
-        "extra": extra,
-    }
-    metadata = {"derain.checkpoint": json.dumps(meta, default=_jsonable)}
+    meta = {"step": step, "optimizer": optim_meta, "extra": extra}
+    metadata = {"derain.checkpoint": json.dumps(meta)}
     atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.integer):
-        return int(value)
-    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint")
-
-
-def _restore_python_rng(state: list[Any]) -> tuple[Any, ...]:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
 
 
 def load_checkpoint(
@@ -103,20 +84,11 @@ def load_checkpoint(
         tensors = load_file(str(path))
     except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
         raise WeightsError(f"{path}: not a derain checkpoint ({exc})") from None
-    with torch.no_grad():
-        for prefix, module in (("model.", model), ("ema.", ema)):
-            if module is None:
-                continue
-            for name, p in module.named_parameters():
-                key = prefix + name
-                if key not in tensors or tensors[key].shape != p.shape:
-                    raise WeightsError(f"{path}: checkpoint does not fit the model ({key})")
-                p.copy_(tensors[key])
+    for prefix, module in (("model.", model), ("ema.", ema)):
+        if module is not None:
+            part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            copy_strict(module, part, f"{path} ({prefix.rstrip('.')})")
     if optimizer is not None:
         optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
     torch.set_rng_state(tensors["rng.torch"])
-    np_state = meta["rng.numpy"]
-    np_state["state"]["key"] = np.asarray(np_state["state"]["key"], dtype=np.uint32)
-    np.random.set_state(np_state)
-    random.setstate(_restore_python_rng(meta["rng.python"]))
     return int(meta["step"]), meta["extra"]

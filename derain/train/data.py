@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import DerainError, ImageError
+from ..errors import ImageError, TrainingError
 from ..imaging import open_image, rgb8
 from ..io_files import iter_images
 from ..pairs import scan_pairs
@@ -35,7 +35,7 @@ __all__ = [
 MAX_REPORTED = 10
 
 
-class DataError(DerainError):
+class DataError(TrainingError):
     """A training folder with problems, listed file by file before training starts."""
 
 

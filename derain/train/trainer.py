@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..errors import TrainingError
 from ..evaluate import Scored, evaluate
 from ..inference import Deraining, resolve_device
 from ..models.danet import DANet
-from ..models.registry import create_model
 from ..pairs import find_pairs
 from ..precision import cpu_has_native_bf16
-from ..weights import resolve_model, save_pretrained
+from ..weights import create_model, resolve_model, save_pretrained
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import DataError, StepSampler, build_dataset
 from .distributed import Dist, init_distributed
@@ -112,7 +112,7 @@ def _identity_init(model: DANet) -> None:
 def _load_init(model: DANet, source: str) -> None:
     donor, _ = resolve_model(source)
     if donor.cfg != model.cfg:
-        raise DataError(f"{source}: weights are for {donor.cfg}, not {model.cfg}")
+        raise TrainingError(f"{source}: weights are for {donor.cfg}, not {model.cfg}")
     model.load_state_dict(donor.state_dict())
 
 
@@ -153,10 +153,8 @@ def validate(
         if len(rows) < VAL_SAMPLES:
             rows.append([scored.rainy, scored.derained, scored.clean])
 
-    was_training = model.training
-    runner = Deraining(model, device=str(device), dtype=torch.float32, tile=None)
+    runner = Deraining(model, device=str(device), dtype=torch.float32, tile=None)  # a copy
     summary = evaluate(runner, pairs, on_image=keep)
-    model.train(was_training)
     return summary.psnr, summary.ssim, rows
 
 
@@ -211,7 +209,9 @@ def _train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % dist.world_size:
-        raise DataError(f"batch size {cfg.batch_size} is not divisible by {dist.world_size} GPUs")
+        raise TrainingError(
+            f"batch size {cfg.batch_size} is not divisible by {dist.world_size} GPUs"
+        )
     run_dir = Path(cfg.out)
     dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
@@ -233,7 +233,7 @@ def _train(
     if resume:
         ckpt = Path(resume) if isinstance(resume, str) else run_dir / LAST
         if not ckpt.is_file():
-            raise DataError(f"{ckpt}: no checkpoint to resume from")
+            raise TrainingError(f"{ckpt}: no checkpoint to resume from")
         start, extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, ema=ema)
         best = extra.get("best", best)
         log(f"resumed from {ckpt} at step {start}")
@@ -336,6 +336,6 @@ def _train(
     if export and dist.is_main:
         best_dir = run_dir / BEST_DIR
         source = resolve_model(str(best_dir))[0] if best_dir.is_dir() else (ema or model)
-        exported = save_pretrained(source.float().cpu(), export, variant=cfg.model)
+        exported = save_pretrained(source, export, variant=cfg.model, dtype=torch.float32)
         log(f"exported weights to {exported}")
     return TrainResult(run_dir, step, best["psnr"], best["ssim"], exported)
