@@ -64,3 +64,20 @@ def test_console_script_is_installed() -> None:
     exe = shutil.which("derain") or str(Path(sys.executable).with_name("derain"))
     proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip()
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_do_not_import_torch(flag: str) -> None:
+    code = (
+        "import sys\nfrom derain.cli import main\ntry:\n    main([" + repr(flag) + "])\n"
+        "except SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_registry_does_not_import_the_weights_loader() -> None:
+    code = "import sys, derain.models.registry\nprint('derain.weights' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr

@@ -7,17 +7,14 @@ inserts ``run`` when the first argument is neither a verb nor a top-level option
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Annotated
 
+import click
 import typer
-
-from . import eval as eval_cmd
-from . import models as models_cmd
-from . import run as run_cmd
-from . import serve as serve_cmd
-from . import train as train_cmd
+from typer.core import TyperGroup
 
 __all__ = ["app", "main", "with_default_verb"]
 
@@ -26,8 +23,44 @@ _TOP_LEVEL_OPTIONS = frozenset(
     {"--help", "-h", "--version", "-V", "--install-completion", "--show-completion"}
 )
 
+#: verb -> (module in derain.cli that registers it, line for `derain --help`). A module is
+#: imported only when one of its verbs runs or shows its own help, so `derain --help` and
+#: `derain --version` never import torch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "Derain images: files, folders, globs, or - for a pipe."),
+    "eval": ("eval", "Score a model on a paired folder: mean PSNR / SSIM."),
+    "models": ("models", "List the models, their weights and scores."),
+    "train": ("train", "Train or fine-tune DANet."),
+    "rain-preview": ("train", "Write a grid of clean | synthetic-rain pairs."),
+    "serve": ("serve", "Serve the HTTP API and a web page."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists verbs from :data:`COMMANDS`, imports a verb's module on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f".{COMMANDS[cmd_name][0]}", __name__)
+        verbs = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        verbs.callback()(lambda: None)  # always a group, even for a module with one verb
+        module.register(verbs)
+        group = typer.main.get_command(verbs)
+        return group.get_command(ctx, cmd_name)  # type: ignore[attr-defined]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, line) for name, (_, line) in COMMANDS.items()])
+
+
 app = typer.Typer(
     name="derain",
+    cls=LazyGroup,
+    rich_markup_mode=None,  # plain help: the rich one would import every verb to list it
     help=(
         "Remove rain from photos with DANet.\n\n"
         "A bare path works without a verb: `derain IMAGE [-o OUT]` is `derain run IMAGE`. "
@@ -59,14 +92,9 @@ def _root(
     """Remove rain from photos with DANet."""
 
 
-for _module in (run_cmd, eval_cmd, models_cmd, train_cmd, serve_cmd):
-    _module.register(app)
-
-
 def command_names() -> set[str]:
-    """The verbs the app knows (including those other modules register)."""
-    group = typer.main.get_command(app)
-    return set(getattr(group, "commands", {}))
+    """The verbs the app knows."""
+    return set(COMMANDS)
 
 
 def with_default_verb(argv: Sequence[str]) -> list[str]:
