@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from derain import Deraining, WeightsNotAvailableError, create_model
-from derain.tiling import pad_to_multiple, run_tiled, tile_grid, tile_starts
+from derain import DerainError, Deraining, WeightsNotAvailableError, create_model
+from derain.tiling import (
+    CPU_AUTO_TILE,
+    CUDA_MAX_AUTO_TILE,
+    CUDA_TILE_STEP,
+    MIN_TILE,
+    TilePlan,
+    pad_to_multiple,
+    parse_tile,
+    run_tiled,
+    tile_grid,
+    tile_starts,
+)
 
 
 @pytest.mark.parametrize("size", [1, 2, 5, 15, 16, 17, 100])
@@ -84,3 +95,46 @@ def test_tiled_run_matches_whole_image_without_seams(tile: int) -> None:
     # consistent jump of several levels along the line)
     assert border_excess(1, xs) < 2 / 255
     assert border_excess(0, ys) < 2 / 255
+
+
+# --- the tile plan ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("auto", "auto"), ("AUTO", "auto"), ("none", None), (None, None), ("512", 512), (64, 64)],
+)
+def test_parse_tile_accepts_the_api_and_cli_spellings(given: object, expected: object) -> None:
+    assert parse_tile(given) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["7", 63, "-64", "big", True, 1.5])
+def test_parse_tile_refuses_the_rest_in_one_line(bad: object) -> None:
+    with pytest.raises(DerainError, match=f"integer >= {MIN_TILE}"):
+        parse_tile(bad)  # type: ignore[arg-type]
+
+
+def test_plan_on_the_cpu_and_as_asked() -> None:
+    cpu = torch.device("cpu")
+    assert TilePlan.choose("auto", cpu, channels=48).tile == CPU_AUTO_TILE
+    assert TilePlan.choose(256, cpu, channels=48) == TilePlan(256, "asked for")
+    assert TilePlan.choose(None, cpu, channels=48).tile is None
+
+
+def test_plan_from_free_memory_is_bounded_and_rounded() -> None:
+    small = TilePlan.for_memory(free_bytes=1 << 20, channels=48)
+    assert small.tile == MIN_TILE
+    huge = TilePlan.for_memory(free_bytes=1 << 40, channels=48)
+    assert huge.tile == CUDA_MAX_AUTO_TILE
+    mid = TilePlan.for_memory(free_bytes=8 << 30, channels=48)
+    assert mid.tile is not None and mid.tile % CUDA_TILE_STEP == 0
+    assert MIN_TILE < mid.tile < CUDA_MAX_AUTO_TILE
+    assert "GiB free" in mid.reason
+
+
+def test_out_of_memory_halves_until_the_smallest_tile() -> None:
+    plan = TilePlan(None, "tiling off").halved(image_side=300)
+    assert plan.tile == 150
+    assert plan.halved(300).tile == 75
+    with pytest.raises(DerainError, match="smallest tile"):
+        TilePlan(MIN_TILE, "asked for").halved(300)

@@ -197,6 +197,72 @@ def _quiet(_: str) -> None:
     pass
 
 
+@dataclass
+class _Run:
+    """One training run's state: made by :func:`_build`, driven by :func:`_loop`, read by
+    :func:`_export`."""
+
+    cfg: TrainConfig
+    dist: Dist
+    dev: torch.device
+    log: Callable[[str], None]
+    run_dir: Path
+    images: int
+    model: DANet
+    ema: DANet | None
+    optimizer: torch.optim.Optimizer
+    stepper: OptimStep
+    loader: DataLoader
+    folders: list[str]
+    per_set: list[str]
+    csv_log: CsvLog | None
+    steps_per_epoch: int
+    total: int
+    start: int
+    end: int
+    best: dict[str, float | None]
+    step: int = 0
+
+    @property
+    def scored(self) -> DANet:
+        """The weights that are validated and exported: the EMA ones when there are any."""
+        return self.ema or self.model
+
+    def checkpoint(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(
+                self.run_dir / LAST,
+                model=self.model,
+                optimizer=self.optimizer,
+                ema=self.ema,
+                step=self.step,
+                extra={"best": self.best, "config": dataclasses.asdict(self.cfg)},
+            )
+
+    def validate(self) -> dict[str, float]:
+        """Score every validation set; keep the best weights; the log row's columns."""
+        if not (self.folders and self.dist.is_main):
+            return {}
+        # Several sets: the mean over the sets (each set weighs the same) picks the best.
+        cfg, best = self.cfg, self.best
+        scores = [validate(self.scored, f, self.dev, cfg.val_max_images) for f in self.folders]
+        psnr = float(np.mean([s[0] for s in scores]))
+        ssim = float(np.mean([s[1] for s in scores]))
+        if best["psnr"] is None or psnr > best["psnr"]:
+            best.update(psnr=psnr, ssim=ssim)
+            save_pretrained(self.scored, self.run_dir / BEST_DIR, variant=cfg.model)
+        sample_grid([row for s in scores for row in s[2]], self.run_dir / "samples.png")
+        detail = "".join(
+            f" {val_name(f)} {s[0]:.2f}" for f, s in zip(self.folders, scores, strict=True)
+        )
+        self.log(
+            f"step {self.step}: val PSNR {psnr:.2f} dB, SSIM {ssim:.4f} (best {best['psnr']:.2f})"
+            + (f" —{detail}" if self.per_set else "")
+        )
+        row = {"val_psnr": round(psnr, 4), "val_ssim": round(ssim, 5)}
+        return row | {c: round(s[0], 4) for c, s in zip(self.per_set, scores, strict=False)}
+
+
 def _train(
     cfg: TrainConfig,
     dist: Dist,
@@ -206,6 +272,21 @@ def _train(
     stop_at: int | None,
     log: Callable[[str], None],
 ) -> TrainResult:
+    run = _build(cfg, dist, dev, resume, stop_at, log)
+    _loop(run)
+    exported = _export(run, export)
+    return TrainResult(run.run_dir, run.step, run.best["psnr"], run.best["ssim"], exported)
+
+
+def _build(
+    cfg: TrainConfig,
+    dist: Dist,
+    dev: torch.device,
+    resume: bool | str,
+    stop_at: int | None,
+    log: Callable[[str], None],
+) -> _Run:
+    """Check the settings, load the data, make (or resume) the model, optimiser and log."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % dist.world_size:
@@ -265,52 +346,52 @@ def _train(
         persistent_workers=False,
     )
     stepper = OptimStep(net, optimizer, criterion, dev, cfg.amp, cfg.grad_clip)
+    return _Run(
+        cfg=cfg,
+        dist=dist,
+        dev=dev,
+        log=log,
+        run_dir=run_dir,
+        images=len(dataset),
+        model=model,
+        ema=ema,
+        optimizer=optimizer,
+        stepper=stepper,
+        loader=loader,
+        folders=folders,
+        per_set=per_set,
+        csv_log=csv_log,
+        steps_per_epoch=steps_per_epoch,
+        total=total,
+        start=start,
+        end=end,
+        best=best,
+        step=start,
+    )
 
-    def checkpoint(step: int) -> None:
-        if dist.is_main:
-            save_checkpoint(
-                run_dir / LAST,
-                model=model,
-                optimizer=optimizer,
-                ema=ema,
-                step=step,
-                extra={"best": best, "config": dataclasses.asdict(cfg)},
-            )
 
-    def run_validation(step: int) -> dict[str, float]:
-        if not (folders and dist.is_main):
-            return {}
-        # Several sets: the mean over the sets (each set weighs the same) picks the best.
-        scores = [validate(ema or model, f, dev, cfg.val_max_images) for f in folders]
-        psnr = float(np.mean([s[0] for s in scores]))
-        ssim = float(np.mean([s[1] for s in scores]))
-        if best["psnr"] is None or psnr > best["psnr"]:
-            best.update(psnr=psnr, ssim=ssim)
-            save_pretrained(ema or model, run_dir / BEST_DIR, variant=cfg.model)
-        sample_grid([row for s in scores for row in s[2]], run_dir / "samples.png")
-        detail = "".join(f" {val_name(f)} {s[0]:.2f}" for f, s in zip(folders, scores, strict=True))
-        log(
-            f"step {step}: val PSNR {psnr:.2f} dB, SSIM {ssim:.4f} (best {best['psnr']:.2f})"
-            + (f" —{detail}" if per_set else "")
-        )
-        row = {"val_psnr": round(psnr, 4), "val_ssim": round(ssim, 5)}
-        return row | {c: round(s[0], 4) for c, s in zip(per_set, scores, strict=False)}
-
-    log(f"training {cfg.model} for steps {start}..{end} of {total} ({len(dataset)} images)")
-    step, tick = start, time.perf_counter()
-    for rainy, clean in loader:
+def _loop(run: _Run) -> None:
+    """Steps ``run.start`` … ``run.end``: optimise, log, validate, checkpoint."""
+    cfg, dev, log, csv_log = run.cfg, run.dev, run.log, run.csv_log
+    log(
+        f"training {cfg.model} for steps {run.start}..{run.end} of {run.total} "
+        f"({run.images} images)"
+    )
+    tick = time.perf_counter()
+    for rainy, clean in run.loader:
         rainy = rainy.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
         clean = clean.to(dev, non_blocking=True)
-        lr = lr_at(cfg, step, total, steps_per_epoch)
-        for group in optimizer.param_groups:
+        lr = lr_at(cfg, run.step, run.total, run.steps_per_epoch)
+        for group in run.optimizer.param_groups:
             group["lr"] = lr
-        terms = stepper(rainy, clean)
-        if ema is not None:
-            _ema_update(ema, model, cfg.ema_decay, step)
-        step += 1
+        terms = run.stepper(rainy, clean)
+        if run.ema is not None:
+            _ema_update(run.ema, run.model, cfg.ema_decay, run.step)
+        run.step += 1
+        step = run.step
         row: dict[str, Any] = {}
-        if step % cfg.log_every == 0 or step == end:
-            elapsed = (time.perf_counter() - tick) / max(1, step - start)
+        if step % cfg.log_every == 0 or step == run.end:
+            elapsed = (time.perf_counter() - tick) / max(1, step - run.start)
             loss = float(terms.total.detach())
             row = {
                 "lr": f"{lr:.3g}",
@@ -319,23 +400,27 @@ def _train(
                 "sec_per_step": round(elapsed, 3),
             }
             log(
-                f"step {step}/{total} loss {loss:.4f} ssim {terms.ssim_full:.4f} "
+                f"step {step}/{run.total} loss {loss:.4f} ssim {terms.ssim_full:.4f} "
                 f"lr {lr:.2e} {elapsed:.2f}s/step"
             )
-        if cfg.val and (step % cfg.val_every == 0 or step == end):
-            row |= run_validation(step)
+        if cfg.val and (step % cfg.val_every == 0 or step == run.end):
+            row |= run.validate()
         if csv_log is not None and row:
             csv_log.write(step=step, **row)
-        if step % cfg.ckpt_every == 0 or step == end:
-            checkpoint(step)
+        if step % cfg.ckpt_every == 0 or step == run.end:
+            run.checkpoint()
             if csv_log is not None:
-                plot_curves(csv_log.path, run_dir / "curves.png")
-        dist.barrier() if (step % cfg.ckpt_every == 0) else None
+                plot_curves(csv_log.path, run.run_dir / "curves.png")
+        if step % cfg.ckpt_every == 0:
+            run.dist.barrier()
 
-    exported = None
-    if export and dist.is_main:
-        best_dir = run_dir / BEST_DIR
-        source = resolve_model(str(best_dir))[0] if best_dir.is_dir() else (ema or model)
-        exported = save_pretrained(source, export, variant=cfg.model, dtype=torch.float32)
-        log(f"exported weights to {exported}")
-    return TrainResult(run_dir, step, best["psnr"], best["ssim"], exported)
+
+def _export(run: _Run, export: str | None) -> Path | None:
+    """Write the best validated (else the last) weights to ``export``, on the main rank."""
+    if not (export and run.dist.is_main):
+        return None
+    best_dir = run.run_dir / BEST_DIR
+    source = resolve_model(best_dir)[0] if best_dir.is_dir() else run.scored
+    exported = save_pretrained(source, export, variant=run.cfg.model, dtype=torch.float32)
+    run.log(f"exported weights to {exported}")
+    return exported
