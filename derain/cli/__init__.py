@@ -46,7 +46,9 @@ class LazyGroup(TyperGroup):
         if cmd_name not in COMMANDS:
             return None
         module = importlib.import_module(f".{COMMANDS[cmd_name][0]}", __name__)
-        verbs = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        verbs = typer.Typer(
+            add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
+        )
         verbs.callback()(lambda: None)  # always a group, even for a module with one verb
         module.register(verbs)
         group = typer.main.get_command(verbs)
@@ -60,7 +62,6 @@ class LazyGroup(TyperGroup):
 app = typer.Typer(
     name="derain",
     cls=LazyGroup,
-    rich_markup_mode=None,  # plain help: the rich one would import every verb to list it
     help=(
         "Remove rain from photos with DANet.\n\n"
         "A bare path works without a verb: `derain IMAGE [-o OUT]` is `derain run IMAGE`. "
@@ -69,7 +70,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode=None,  # plain help (rich help would also import every verb to list it)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
