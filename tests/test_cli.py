@@ -9,38 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import clitools
 import numpy as np
 import pytest
+from clitools import cli, one_error_line
 from PIL import Image, ImageCms
-from typer.testing import CliRunner
 
 from derain import get_model_info, list_models
-from derain.cli import app, with_default_verb
+from derain.cli import with_default_verb
 from derain.evaluate import evaluate
 
-runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("in_tmp")
 
 
 def make_image(path: str | Path, h: int = 32, w: int = 48, seed: int = 0, **save: object) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, **save)
-    return path
-
-
-def cli(*args: str | Path, stdin: bytes | None = None):
-    """Invoke the app as the console script does, default verb included."""
-    return runner.invoke(app, with_default_verb([str(a) for a in args]), input=stdin)
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("derain: error: ")
-    assert "Traceback" not in result.stderr
-    return lines[0]
+    return clitools.make_image(path, h, w, seed, **save)
 
 
 def temp_files(root: Path) -> list[Path]:

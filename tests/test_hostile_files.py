@@ -25,16 +25,14 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from clitools import cli, make_image
 from huggingface_hub import constants
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
-from typer.testing import CliRunner
 
-from derain.cli import app, with_default_verb
 from derain.imaging import open_image
 from derain.io_files import write_image_atomic
 
@@ -42,18 +40,6 @@ SCRIPT = "import sys; from derain.cli import main; sys.argv[0] = 'derain'; main(
 
 
 pytestmark = pytest.mark.usefixtures("no_denormals", "in_tmp")
-
-
-def cli(*args: str | Path):
-    return CliRunner().invoke(app, with_default_verb([str(a) for a in args]))
-
-
-def make_image(path: str | Path, h: int = 24, w: int = 32, seed: int = 0) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 def errors(result) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clitools import cli, make_image, one_error_line
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -25,26 +26,6 @@ pytestmark = pytest.mark.usefixtures("no_denormals", "in_tmp")
 @pytest.fixture(scope="module")
 def net(model_dir: Path) -> Deraining:
     return Deraining(model_dir, device="cpu", tile=None)
-
-
-def cli(*args: str | Path, stdin: bytes | None = None):
-    return CliRunner().invoke(app, with_default_verb([str(a) for a in args]), input=stdin)
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("derain: error: ")
-    assert "Traceback" not in result.stderr
-    return lines[0]
-
-
-def make_image(path: str | Path, h: int = 24, w: int = 32, seed: int = 0) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 def gray16(h: int = 24, w: int = 32) -> np.ndarray:

@@ -174,6 +174,20 @@ def parse_precision(text: str, fp32: bool = False) -> str:
     return value
 
 
+@contextlib.contextmanager
+def command(quiet: bool, debug: bool, max_pixels: int | None) -> Iterator[Reporter]:
+    """The frame of a command: its reporter, one-line errors and exit codes, the pixel limit."""
+    reporter = Reporter(quiet, debug)
+    with fatal_errors(reporter), pixel_limit(max_pixels):
+        yield reporter
+
+
+def check_model_options(tile: str, precision: str, fp32: bool) -> None:
+    """Refuse a bad ``--tile`` or ``--precision`` as a usage error, before any work."""
+    parse_tile(tile)
+    parse_precision(precision, fp32)
+
+
 def load_deraining(
     model: str, device: str, tile: str, overlap: int, fp32: bool, precision: str = "auto"
 ) -> Deraining:

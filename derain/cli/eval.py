@@ -26,14 +26,11 @@ from .common import (
     OverlapOpt,
     PrecisionOpt,
     QuietOpt,
-    Reporter,
     TileOpt,
+    check_model_options,
+    command,
     describe,
-    fatal_errors,
     load_deraining,
-    parse_precision,
-    parse_tile,
-    pixel_limit,
 )
 
 HELP = """Score a model on a paired folder: mean PSNR / SSIM on the Y channel.
@@ -75,10 +72,8 @@ def evaluate(
     debug: DebugOpt = False,
 ) -> None:
     """Score a model on a paired folder (help text: ``HELP``)."""
-    reporter = Reporter(quiet, debug)
-    with fatal_errors(reporter), pixel_limit(max_pixels):
-        parse_tile(tile)
-        parse_precision(precision, fp32)
+    with command(quiet, debug, max_pixels) as reporter:
+        check_model_options(tile, precision, fp32)
         scan = scan_pairs(data)
         unpaired = [f"{scan.layout[0]}/{n}" for n in scan.unpaired_inputs]
         unpaired += [f"{scan.layout[1]}/{n}" for n in scan.unpaired_targets]

@@ -29,12 +29,10 @@ from .common import (
     Reporter,
     TileOpt,
     UsageProblem,
+    check_model_options,
+    command,
     describe,
-    fatal_errors,
     load_deraining,
-    parse_precision,
-    parse_tile,
-    pixel_limit,
 )
 
 HELP = """Derain images: files, folders (-r to recurse), glob patterns, or - for a pipe.
@@ -195,10 +193,8 @@ def run(
     debug: DebugOpt = False,
 ) -> None:
     """Derain images (help text: ``HELP``)."""
-    reporter = Reporter(quiet, debug)
-    with fatal_errors(reporter), pixel_limit(max_pixels):
-        parse_tile(tile)  # a bad --tile or --precision is a usage error before any work
-        parse_precision(precision, fp32)
+    with command(quiet, debug, max_pixels) as reporter:
+        check_model_options(tile, precision, fp32)
         plan = plan_jobs(inputs, output, recursive, save_rain)
         if any(job.target is None for job in plan.jobs) and stdout_is_terminal():
             raise UsageProblem(

@@ -1,0 +1,34 @@
+"""Helpers for the command-line tests: run the app in-process, make images, read errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner, Result
+
+from derain.cli import app, with_default_verb
+
+
+def cli(*args: str | Path, stdin: bytes | None = None) -> Result:
+    """Invoke the app as the console script does, default verb included."""
+    return CliRunner().invoke(app, with_default_verb([str(a) for a in args]), input=stdin)
+
+
+def one_error_line(result: Result) -> str:
+    """The single ``derain: error: ...`` line a failed command printed."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("derain: error: ")
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def make_image(path: str | Path, h: int = 24, w: int = 32, seed: int = 0, **save: object) -> Path:
+    """A random RGB image written to ``path`` (folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, **save)
+    return path
