@@ -261,7 +261,7 @@ def test_several_validation_sets_are_each_logged(tmp_path: Path, paired_dir: Pat
 def test_cpu_step_uses_bf16_only_where_the_cpu_has_it(
     monkeypatch: pytest.MonkeyPatch, native_bf16: bool
 ) -> None:
-    from derain.models.registry import create_model
+    from derain import create_model
     from derain.train import trainer
     from derain.train.losses import DANetLoss
 
