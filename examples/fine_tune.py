@@ -9,6 +9,7 @@ The same as: derain train --data pairs/ --recipe cpu --init danet --set steps=50
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from derain import Deraining
 from derain.train import apply_overrides, get_recipe, train
@@ -20,7 +21,7 @@ def main(data: str, export: str) -> None:
         {"data": data, "init": "danet", "steps": 500, "identity_init": False, "out": "runs/tune"},
     )
     train(cfg, export=export)
-    print(Deraining(export))  # loads the fine-tuned weights like any other model
+    print(Deraining(Path(export)))  # a Path is always a path (a bare "tuned" would be a name)
 
 
 if __name__ == "__main__":
