@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import derain.precision
 from derain import DANet, DANetConfig, DerainError, Deraining
 from derain.cli import app, main
-from derain.metrics import score_pairs
+from derain.evaluate import evaluate
 from derain.pairs import find_pairs
 from derain.precision import cpu_has_native_bf16, resolve_dtype
 
@@ -98,7 +98,7 @@ def test_unknown_precision_is_a_usage_error(capsys: pytest.CaptureFixture[str]) 
 
 
 def _psnr(deraining: Deraining, pairs: list[tuple[Path, Path]]) -> float:
-    return score_pairs((deraining.run(rainy), clean) for rainy, clean in pairs).psnr
+    return evaluate(deraining, pairs).psnr
 
 
 def _bf16_cost(pairs: list[tuple[Path, Path]]) -> float:
