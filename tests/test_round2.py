@@ -600,3 +600,13 @@ def test_cli_warns_once_per_animated_file(model_dir: Path) -> None:
     assert warnings_[0].startswith("derain: warning: in/a.gif: animated image with 3 frames")
     assert warnings_[1].startswith("derain: warning: in/b.png: animated image with 3 frames")
     assert "first" in warnings_[0]
+
+
+def test_eval_csv_that_cannot_be_written_is_found_before_the_model_loads() -> None:
+    make_image("data/rain/1.png")
+    make_image("data/norain/1.png")
+    Path("blocker").write_text("x")
+    result = cli("eval", "--data", "data", "--model", "no-such-model", "--csv", "blocker/s.csv")
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "blocker/s.csv" in line and "Not a directory" in line

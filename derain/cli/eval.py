@@ -14,6 +14,7 @@ from rich.table import Table
 from ..errors import DerainError, OutputError
 from ..evaluate import Scored
 from ..evaluate import evaluate as evaluate_pairs
+from ..io_files import check_writable
 from ..metrics import ScoreSummary
 from ..pairs import scan_pairs
 from ..tiling import DEFAULT_OVERLAP
@@ -75,6 +76,8 @@ def evaluate(
     with command(quiet, debug, max_pixels) as reporter:
         check_model_options(tile, precision, fp32)
         scan = scan_pairs(data)
+        if csv_path is not None:
+            check_writable(csv_path)  # before any pair is derained
         unpaired = [f"{scan.layout[0]}/{n}" for n in scan.unpaired_inputs]
         unpaired += [f"{scan.layout[1]}/{n}" for n in scan.unpaired_targets]
         if unpaired:
