@@ -610,3 +610,10 @@ def test_eval_csv_that_cannot_be_written_is_found_before_the_model_loads() -> No
     assert result.exit_code == 1
     line = one_error_line(result)
     assert "blocker/s.csv" in line and "Not a directory" in line
+
+
+def test_messages_print_names_as_typed_not_as_emoji() -> None:
+    make_image("a.png")
+    result = cli("a.png", "--model", "hf-hub:x")
+    assert result.exit_code == 1
+    assert "hf-hub:x: expected" in one_error_line(result)

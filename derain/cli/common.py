@@ -73,7 +73,8 @@ class Reporter:
     def __init__(self, quiet: bool = False, debug: bool = False) -> None:
         self.quiet = quiet
         self.debug = debug
-        self.console = Console(stderr=True, highlight=False)
+        # emoji=False: "hf-hub:x: …" must not print ":x:" as an emoji.
+        self.console = Console(stderr=True, highlight=False, emoji=False)
 
     def _line(self, text: str) -> None:
         # soft_wrap keeps each message on one line whatever the terminal width.
