@@ -404,6 +404,26 @@ def test_wrong_argument_types_are_derain_errors(
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "tile"),
+    [("512", 512), (" 256 ", 256), ("none", None), ("None", None), ("auto", "auto")],
+)
+def test_api_takes_tile_text_as_the_cli_does(model_dir: Path, text: str, tile: object) -> None:
+    assert Deraining(model_dir, device="cpu", tile=text).tile == tile
+
+
+@pytest.mark.parametrize("text", ["32", "big", "-512", ""])
+def test_api_and_cli_refuse_the_same_tile_text(model_dir: Path, text: str) -> None:
+    from derain import DerainError
+
+    with pytest.raises(DerainError, match="tile") as info:
+        Deraining(model_dir, device="cpu", tile=text)
+    make_image("a.png")
+    result = cli("a.png", "--model", model_dir, "--tile", text)
+    assert result.exit_code == 2
+    assert str(info.value) in one_error_line(result)  # one parser, one message
+
+
 def _altered_copy(model_dir: Path, folder: str) -> Path:
     import shutil
 
