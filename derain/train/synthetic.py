@@ -165,8 +165,9 @@ class RainSpace:
     measured on Rain12's rain layers): they come from the published synthesis recipes and
     from looking at real rain, so all three validation sets stay unseen.
 
-    Scale-like ranges (coverage, length, width) are drawn log-uniformly, so short and long,
-    thin and thick are equally common.
+    Scale-like ranges (coverage, length, width, brightness) are drawn log-uniformly, so short
+    and long, thin and thick, faint and bright are equally common (a uniform brightness made
+    faint rain, the commonest in photos, rare).
 
     Attributes:
         coverage: fraction of the image the streaks would cover if they did not overlap.
@@ -194,7 +195,7 @@ class RainSpace:
     length: Range = (5.0, 160.0)
     far_ratio: Range = (0.3, 1.0)
     width: Range = (0.35, 2.5)
-    intensity: Range = (0.08, 0.9)
+    intensity: Range = (0.05, 0.9)
     angle: Range = (-30.0, 30.0)
     wide_angle: Range = (-60.0, 60.0)
     wide_angle_p: float = 0.1
@@ -214,7 +215,7 @@ class RainSpace:
         # A streak is long and thin: at least MIN_ASPECT times as long as it is wide (FWHM),
         # or it reads as a blob or a snowflake, not rain.
         length = max(length, MIN_ASPECT * FWHM_PER_SIGMA * sigma)
-        intensity = float(rng.uniform(*self.intensity))
+        intensity = _log_uniform(self.intensity, rng)
         far = [float(rng.uniform(*self.far_ratio)) for _ in range(3)]
         coverage = _log_uniform(self.coverage, rng)
         # Streak footprint ≈ mean length × visible width (FWHM, at least one pixel).
