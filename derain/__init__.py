@@ -31,6 +31,7 @@ _LAZY = {
     "DerainResult": "inference",
     "Deraining": "inference",
     "create_model": "weights",
+    "export_onnx": "onnx_model",
     "get_model_info": "models",
     "list_models": "models",
     "load_file": "weights",
@@ -40,6 +41,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from .inference import Deraining, DerainResult
     from .models import DANet, DANetConfig, DANetOutput, get_model_info, list_models
+    from .onnx_model import export_onnx
     from .weights import create_model, load_file, save_pretrained
 
 
@@ -70,6 +72,7 @@ __all__ = [
     "WeightsNotAvailableError",
     "__version__",
     "create_model",
+    "export_onnx",
     "get_model_info",
     "list_models",
     "load_file",

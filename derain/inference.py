@@ -21,7 +21,8 @@ from torch import Tensor
 
 from .errors import DerainError, ImageError
 from .imaging import Decoded, decode, open_image
-from .models.danet import DANet
+from .models.danet import DANet, DANetConfig
+from .onnx_model import OnnxModel, onnx_path
 from .precision import resolve_dtype
 from .tiling import (
     DEFAULT_OVERLAP,
@@ -101,10 +102,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def tensors_sha256(model: torch.nn.Module) -> str:
+    """Hex sha256 over a network's tensors (names, shapes and float32 values)."""
+    digest = hashlib.sha256()
+    for name, param in sorted(model.state_dict().items()):
+        value = param.detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}:{tuple(value.shape)};".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _check_types(model: object, overlap: object, sha256: object) -> None:
-    if not isinstance(model, (str, os.PathLike, DANet)):
+    if not isinstance(model, (str, os.PathLike, DANet, OnnxModel)):
         raise DerainError(
-            "model must be a model name, 'hf-hub:owner/repo', a path or a DANet, "
+            "model must be a model name, 'hf-hub:owner/repo', a path, a DANet or an OnnxModel, "
             f"got {type(model).__name__}"
         )
     if isinstance(overlap, bool) or not isinstance(overlap, numbers.Integral):
@@ -120,8 +131,11 @@ class Deraining:
         model: a registry name (``"danet"``, ``"danet-plus"``: weights shipped in the package,
             no network), ``"hf-hub:owner/repo[@revision]"``, a local ``.safetensors`` file or
             folder, or a :class:`DANet` instance (copied: the caller's model is not changed).
-            The grammar of these sources is :func:`derain.weights.parse_source`.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+            The grammar of these sources is :func:`derain.weights.parse_source`. A path to an
+            exported ``.onnx`` file (or a :class:`derain.onnx_model.OnnxModel`) runs with ONNX
+            Runtime, in float32.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (ONNX: ``auto``, ``cpu``,
+            ``cuda``).
         dtype: compute precision: ``"auto"`` (bf16 on CPUs with native bf16, fp16 on CUDA,
             fp32 elsewhere; see :mod:`derain.precision`), ``"fp32"``, ``"bf16"``, ``"fp16"`` or
             a torch dtype.
@@ -142,7 +156,7 @@ class Deraining:
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | DANet = "danet",
+        model: str | os.PathLike[str] | DANet | OnnxModel = "danet",
         device: str | torch.device = "auto",
         dtype: torch.dtype | str | None = "auto",
         tile: TileRequest | str = "auto",
@@ -150,20 +164,41 @@ class Deraining:
         sha256: str | None = None,
     ) -> None:
         _check_types(model, overlap, sha256)
-        if isinstance(model, DANet):
-            if sha256 is not None:
-                raise DerainError("sha256 checks a weights file; a DANet object has none")
-            net, self.source = copy.deepcopy(model), "in-memory model"
+        #: The ONNX Runtime engine when the model is an ``.onnx`` file; ``None`` for PyTorch.
+        self.onnx: OnnxModel | None = None
+        net: DANet | None = None
+        onnx_file = None if isinstance(model, (DANet, OnnxModel)) else onnx_path(model)
+        if isinstance(model, OnnxModel) or onnx_file is not None:
+            if isinstance(model, OnnxModel):
+                if sha256 is not None:
+                    raise DerainError("sha256 checks a file; give it to OnnxModel(path, sha256=)")
+                self.onnx = model
+            else:
+                self.onnx = OnnxModel(onnx_file, sha256=sha256, device=device)
+            self.source = f"{self.onnx.path} (ONNX Runtime)"
+            self.device = self.onnx.device
+            if dtype not in ("auto", None) and resolve_dtype(dtype, self.device) != torch.float32:
+                raise DerainError(f"ONNX models run in float32; dtype {dtype} is not supported")
+            dtype = torch.float32
         else:
-            net, self.source = resolve_model(model, sha256=sha256)
-        self.device = resolve_device(device)
-        dtype = resolve_dtype(dtype, self.device)
+            if isinstance(model, DANet):
+                if sha256 is not None:
+                    raise DerainError("sha256 checks a weights file; a DANet object has none")
+                net, self.source = copy.deepcopy(model), "in-memory model"
+            else:
+                net, self.source = resolve_model(model, sha256=sha256)
+            self.device = resolve_device(device)
+            dtype = resolve_dtype(dtype, self.device)
         tile = parse_tile(tile)
         if overlap < 0:
             raise DerainError(f"overlap must be an integer >= 0, got {overlap}")
         self.dtype = dtype
         self.tile = tile
         self.overlap = int(overlap)
+        #: The PyTorch network (``None`` when an ONNX file runs instead).
+        self.model: DANet | None = None
+        if net is None:
+            return
         # channels_last measured faster on CPU (AVX2/AVX-512) and on CUDA tensor cores.
         net = net.eval().requires_grad_(False)
         self.model = net.to(self.device, memory_format=torch.channels_last)
@@ -172,14 +207,12 @@ class Deraining:
     def weights_sha256(self) -> str:
         """Hex sha256 over the network's tensors (names, shapes and float32 values).
 
-        It identifies the weights whatever file, Hub repository or object they came from.
+        It identifies the weights whatever file, Hub repository or object they came from; an
+        ONNX file records the digest of the weights it was exported from.
         """
-        digest = hashlib.sha256()
-        for name, param in sorted(self.model.state_dict().items()):
-            value = param.detach().to("cpu", torch.float32).contiguous()
-            digest.update(f"{name}:{tuple(value.shape)};".encode())
-            digest.update(value.numpy().tobytes())
-        return digest.hexdigest()
+        if self.onnx is not None:
+            return self.onnx.weights_sha256
+        return tensors_sha256(self._net())
 
     @property
     def made_by(self) -> str:
@@ -189,13 +222,23 @@ class Deraining:
         return f"derain {__version__} (model {self.source}; weights sha256:{self.weights_sha256})"
 
     @property
+    def config(self) -> DANetConfig:
+        """The network's architecture (read from the metadata for an ONNX file)."""
+        return self.onnx.config if self.onnx is not None else self._net().cfg
+
+    @property
     def size_multiple(self) -> int:
         """Height and width the network needs internally (inputs are padded to it)."""
-        return self.model.size_multiple
+        return self.onnx.size_multiple if self.onnx is not None else self._net().size_multiple
+
+    def _net(self) -> DANet:
+        if self.model is None:
+            raise DerainError(f"{self.source}: an ONNX model has no PyTorch network")
+        return self.model
 
     def tile_plan(self) -> TilePlan:
         """The tile side the next run uses, and why (see :class:`derain.tiling.TilePlan`)."""
-        return TilePlan.choose(self.tile, self.device, self.model.cfg.channels)
+        return TilePlan.choose(self.tile, self.device, self.config.channels)
 
     def tile_size(self) -> int | None:
         """The tile side used for the next run (``None``: whole images)."""
@@ -207,14 +250,18 @@ class Deraining:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def _forward_tile(self, x: Tensor, with_layers: bool) -> Tensor:
-        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            out = self.model(x)
-        parts = [out.derained.float()]
+        if self.onnx is not None:
+            outs = [torch.from_numpy(o) for o in self.onnx.run(x.numpy(), with_layers)]
+        else:
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                out = self._net()(x)
+            outs = [out.derained, out.rain, out.mask] if with_layers else [out.derained]
+        parts = [outs[0].float()]
         if with_layers:
             size = x.shape[-2:]
             up = lambda t: F.interpolate(t.float(), size=size, mode="bilinear")  # noqa: E731
-            parts += [up(out.rain).mean(1, keepdim=True), up(out.mask).mean(1, keepdim=True)]
+            parts += [up(outs[1]).mean(1, keepdim=True), up(outs[2]).mean(1, keepdim=True)]
         return torch.cat(parts, dim=1).cpu()
 
     def _run_rgb(self, rgb: np.ndarray, with_layers: bool, progress: Progress | None) -> Tensor:
@@ -386,7 +433,7 @@ class Deraining:
 
         The tensors are copied to the CPU; the model stays where it runs.
         """
-        return save_pretrained(self.model, directory, variant=variant)
+        return save_pretrained(self._net(), directory, variant=variant)
 
     def __repr__(self) -> str:
         return (

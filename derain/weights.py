@@ -415,7 +415,7 @@ def _looks_like_path(text: str) -> bool:
     return (
         any(sep in text for sep in seps)
         or text.startswith((".", "~"))
-        or text.endswith(".safetensors")
+        or text.endswith((".safetensors", ".onnx"))
     )
 
 
@@ -426,7 +426,8 @@ def parse_source(source: str | os.PathLike[str]) -> ModelSource:
       folder of the same name exists;
     - ``hf-hub:owner/repo`` or ``hf-hub:owner/repo@revision`` is a Hugging Face Hub repository;
     - a path is a :class:`os.PathLike` object, or text with a path separator, a leading ``.``
-      or ``~``, or a ``.safetensors`` suffix, or text written ``local-dir:PATH``;
+      or ``~``, or a ``.safetensors`` or ``.onnx`` suffix, or text written ``local-dir:PATH``
+      (an ``.onnx`` path runs with ONNX Runtime, see :mod:`derain.onnx_model`);
     - anything else is refused, with a hint to write ``./NAME`` for a local folder.
 
     Raises:

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train or fine-tune DANet."),
     "rain-preview": ("train", "Write a grid of clean | synthetic-rain pairs."),
     "serve": ("serve", "Serve the HTTP API and a web page."),
+    "export": ("export", "Export a model to ONNX for ONNX Runtime."),
 }
 
 

@@ -1,0 +1,46 @@
+"""``derain export MODEL -o model.onnx``: write a model as an ONNX file for ONNX Runtime."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Annotated
+
+import typer
+
+from .common import DebugOpt, PlainUsage, QuietOpt, command
+
+HELP = """Export a model to ONNX (dynamic height and width) for ONNX Runtime and other engines.
+
+MODEL is anything --model takes: a registry name, hf-hub:owner/repo, a .safetensors file or
+a folder. Beside OUTPUT.onnx goes OUTPUT.json with the file's sha256; `derain -m OUTPUT.onnx`
+checks it. Needs the onnx extra: pip install "derain[onnx]".
+"""
+
+
+def export(
+    model: Annotated[str, typer.Argument(help="Model name, hf-hub:owner/repo, or path.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="The .onnx file to write.")],
+    name: Annotated[
+        str | None, typer.Option(help="Model name stored in the metadata (default: MODEL).")
+    ] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Export a model to ONNX (help text: ``HELP``)."""
+    with command(quiet, debug, None) as reporter:
+        from ..onnx_model import export_onnx, sidecar_path
+        from ..weights import sha256_of
+
+        # The exporter logs and warns about its internals (torchvision ops it skips, the
+        # training flag it checks); a user of the command needs none of it.
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = export_onnx(model, output, name=name)
+        reporter.info(f"wrote {path} (sha256 {sha256_of(path)}) and {sidecar_path(path)}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``export`` to ``app``."""
+    app.command("export", help=HELP, cls=PlainUsage)(export)

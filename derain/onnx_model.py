@@ -1,0 +1,321 @@
+"""ONNX: export a DANet with torch's exporter, and run the file with ONNX Runtime.
+
+The exported graph takes ``image`` (N×3×H×W, RGB, float32 in [0, 1]; H and W dynamic, each a
+multiple of the size multiple) and returns ``derained`` (N×3×H×W), ``rain`` (N×3×H/2×W/2)
+and ``mask`` (N×C×H/2×W/2), the outputs :class:`derain.Deraining` uses. Facts a runtime
+needs travel in the file's metadata (``metadata_props``), under keys that start with
+``derain.``; see :data:`METADATA_KEYS`.
+
+A file and its digest travel together: :func:`export_onnx` writes ``model.json`` beside
+``model.onnx`` with the file's sha256, and loading refuses a file that does not match it.
+
+Exporting needs ``onnx`` and ``onnxscript`` (torch's exporter uses them), running needs
+``onnxruntime``: ``pip install "derain[onnx]"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .atomic import atomic_write
+from .errors import DerainError, ModelNotFoundError, WeightsError, WeightsNotAvailableError
+from .models.danet import DANet, DANetConfig
+from .weights import parse_source, resolve_model, sha256_of
+
+__all__ = [
+    "INPUT_CONVENTION",
+    "METADATA_KEYS",
+    "OnnxModel",
+    "export_onnx",
+    "onnx_path",
+]
+
+ONNX_SUFFIX = ".onnx"
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("derained", "rain", "mask")
+INPUT_CONVENTION = "RGB float32 NCHW 0..1"
+FORMAT_VERSION = "1"
+#: Largest height and width, in units of the size multiple, the exported graph accepts
+#: (16 × 1024 = 16384 px); tiling keeps real runs far below it.
+MAX_SIDE_UNITS = 1024
+#: Opset of the exported graph: the newest that ONNX Runtime 1.17+ (Feb 2024) runs.
+OPSET = 18
+#: Example input for tracing (multiples of 16, not square, so no side is specialised).
+TRACE_SIZE = (64, 96)
+
+#: The metadata written into every exported file.
+METADATA_KEYS = {
+    "derain.format_version": "layout of these keys",
+    "derain.model": "model name (registry name, or the source it was exported from)",
+    "derain.source": "where the weights came from, as Deraining reported it",
+    "derain.weights_sha256": "sha256 of the weights, as Deraining.weights_sha256 gives it",
+    "derain.config": "architecture (DANetConfig as JSON)",
+    "derain.size_multiple": "H and W must be multiples of this",
+    "derain.input": INPUT_CONVENTION,
+    "derain.outputs": "derained N×3×H×W; rain N×3×H/2×W/2; mask N×C×H/2×W/2; all 0..1 scale",
+    "derain.exporter": "torch exporter and opset used",
+}
+
+_INSTALL_HINT = 'pip install "derain[onnx]"'
+
+
+def onnx_path(source: str | os.PathLike[str]) -> Path | None:
+    """The file a model source names when it is an ONNX file, else ``None``.
+
+    In the grammar of :func:`derain.weights.parse_source`, a path whose name ends in ``.onnx``.
+    """
+    try:
+        parsed = parse_source(source)
+    except ModelNotFoundError:
+        return None
+    if parsed.kind != "path" or not parsed.value.lower().endswith(ONNX_SUFFIX):
+        return None
+    return Path(parsed.value)
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """``model.json`` beside ``model.onnx``: the file's sha256 and its metadata."""
+    return Path(path).with_suffix(".json")
+
+
+class _Outputs(torch.nn.Module):
+    """DANet with the three outputs the runtime uses, as a plain tuple."""
+
+    def __init__(self, net: DANet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out = self.net(x)
+        return out.derained, out.rain, out.mask
+
+
+def _model_name(source: str | os.PathLike[str] | DANet, name: str | None) -> str:
+    if name is not None:
+        return name
+    if isinstance(source, DANet):
+        return "in-memory model"
+    return os.fspath(source)
+
+
+def export_onnx(
+    model: str | os.PathLike[str] | DANet,
+    output: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    sha256: str | None = None,
+) -> Path:
+    """Export a DANet to ONNX with dynamic batch, height and width.
+
+    Uses torch's dynamo-based exporter (``torch.onnx.export(..., dynamo=True)``): it traces
+    the network with ``torch.export``, so the size rules (H and W multiples of
+    ``size_multiple``) become symbolic shapes instead of constants baked in by a trace.
+
+    Args:
+        model: any source :class:`derain.Deraining` accepts (registry name, ``hf-hub:`` id,
+            ``.safetensors`` file or folder) or a :class:`DANet`.
+        output: the ``.onnx`` file to write; ``<stem>.json`` with its sha256 goes beside it.
+        name: model name for the metadata (default: the source as given).
+        sha256: expected digest of the weights file, as :class:`derain.Deraining` takes it.
+
+    Returns:
+        The path of the written ``.onnx`` file.
+
+    Raises:
+        DerainError: the export packages are missing, or the output path is not ``.onnx``.
+
+    Example:
+        >>> export_onnx("danet", "danet.onnx")  # doctest: +SKIP
+    """
+    output = Path(output)
+    if output.suffix.lower() != ONNX_SUFFIX:
+        raise DerainError(f"{output}: the output of an ONNX export must end in .onnx")
+    from .inference import tensors_sha256  # inference imports this module
+
+    missing = [m for m in ("onnx", "onnxscript") if not _importable(m)]
+    if missing:
+        raise DerainError(f"ONNX export needs {' and '.join(missing)}: {_INSTALL_HINT}")
+    if isinstance(model, DANet):
+        net, source = model, "in-memory model"
+    else:
+        net, source = resolve_model(model, sha256=sha256)
+    cfg = net.cfg
+    # Export from a float32 CPU copy: the caller's model is left as it was.
+    cpu = DANet(cfg)
+    cpu.load_state_dict(net.state_dict())
+    wrapper = _Outputs(cpu.eval())
+    m = net.size_multiple
+    dim = torch.export.Dim
+    h, w = dim("h_units", min=1, max=MAX_SIDE_UNITS), dim("w_units", min=1, max=MAX_SIDE_UNITS)
+    shapes = {"x": {0: dim("batch", min=1, max=1024), 2: m * h, 3: m * w}}
+    example = torch.rand(2, 3, *TRACE_SIZE)
+    metadata = {
+        "derain.format_version": FORMAT_VERSION,
+        "derain.model": _model_name(model, name),
+        "derain.source": source,
+        "derain.weights_sha256": tensors_sha256(cpu),
+        "derain.config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
+        "derain.size_multiple": str(m),
+        "derain.input": INPUT_CONVENTION,
+        "derain.outputs": METADATA_KEYS["derain.outputs"],
+        "derain.exporter": f"torch {torch.__version__} dynamo exporter, opset {OPSET}",
+    }
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=shapes,
+            opset_version=OPSET,
+            verbose=False,
+        )
+    program.model.metadata_props.update(metadata)
+    atomic_write(output, lambda tmp: program.save(str(tmp), external_data=False))
+    side = {"format": "onnx", "sha256": sha256_of(output), **metadata}
+    text = json.dumps(side, indent=2, sort_keys=True) + "\n"
+    atomic_write(sidecar_path(output), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return output
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+class OnnxModel:
+    """An exported DANet run by ONNX Runtime; :class:`derain.Deraining` accepts it as a model.
+
+    Args:
+        path: the ``.onnx`` file.
+        sha256: expected digest of the file; by default the one in ``<stem>.json`` beside it,
+            if that exists. A mismatch is refused before the file is parsed.
+        device: ``auto`` (CUDA when ONNX Runtime has it), ``cpu``, ``cuda`` or ``cuda:N``.
+        threads: intra-op threads (default: ONNX Runtime's, one per physical core).
+
+    Raises:
+        WeightsError: a missing, altered or malformed file, or one this package did not write.
+        DerainError: ``onnxruntime`` is not installed, or the device is not available.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        sha256: str | None = None,
+        device: str | torch.device = "auto",
+        threads: int | None = None,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        source = str(self.path)
+        if not self.path.is_file():
+            raise WeightsNotAvailableError(f"{source}: ONNX file not found")
+        if sha256 is None and sidecar_path(self.path).is_file():
+            sha256 = _read_sidecar_digest(sidecar_path(self.path))
+        if sha256 is not None and sha256_of(self.path) != sha256:
+            raise WeightsError(
+                f"{source}: sha256 does not match the recorded digest; "
+                "the file is corrupt or was altered"
+            )
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DerainError(
+                f"{source}: running ONNX models needs onnxruntime: {_INSTALL_HINT}"
+            ) from None
+        self.providers = _providers(ort, str(device))
+        self.device = torch.device("cuda" if self.providers[0].startswith("CUDA") else "cpu")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: no warnings on the user's terminal
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=self.providers
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(f"{source}: not a valid ONNX model ({first})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.config, self.size_multiple = _check_metadata(self.metadata, self.session, source)
+
+    @property
+    def weights_sha256(self) -> str:
+        """The digest of the weights the file was exported from (see ``Deraining``)."""
+        return self.metadata.get("derain.weights_sha256", "")
+
+    @property
+    def name(self) -> str:
+        """The model name recorded at export."""
+        return self.metadata["derain.model"]
+
+    def run(self, x: np.ndarray, with_layers: bool = False) -> list[np.ndarray]:
+        """Run the graph on N×3×H×W float32 (H, W multiples of :attr:`size_multiple`).
+
+        Returns:
+            ``[derained]``, or ``[derained, rain, mask]`` with ``with_layers``.
+        """
+        names = list(OUTPUT_NAMES if with_layers else OUTPUT_NAMES[:1])
+        feed = {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)}
+        return self.session.run(names, feed)
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.path)!r}, providers={self.providers})"
+
+
+def _read_sidecar_digest(path: Path) -> str | None:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{path}: unreadable digest file ({exc})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("sha256", ""), str):
+        raise WeightsError(f"{path}: digest file is not a JSON object with a sha256 string")
+    return raw.get("sha256")
+
+
+def _providers(ort: Any, device: str) -> list[str]:
+    available = ort.get_available_providers()
+    cuda = "CUDAExecutionProvider" in available
+    cpu_only = ["CPUExecutionProvider"]
+    with_cuda = ["CUDAExecutionProvider", *cpu_only]
+    if device == "auto":
+        return with_cuda if cuda else cpu_only
+    if device == "cpu":
+        return cpu_only
+    if device.startswith("cuda"):
+        if not cuda:
+            raise DerainError(
+                f"device {device!r} requested but this onnxruntime has no CUDA provider "
+                "(install onnxruntime-gpu)"
+            )
+        return with_cuda
+    raise DerainError(f"unsupported device {device!r} for ONNX models; use auto, cpu or cuda")
+
+
+def _check_metadata(meta: dict[str, str], session: Any, source: str) -> tuple[DANetConfig, int]:
+    if meta.get("derain.format_version") != FORMAT_VERSION:
+        raise WeightsError(
+            f"{source}: not an ONNX file exported by derain (no derain.format_version "
+            f"{FORMAT_VERSION} in its metadata)"
+        )
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if inputs != [INPUT_NAME] or outputs[: len(OUTPUT_NAMES)] != list(OUTPUT_NAMES):
+        raise WeightsError(f"{source}: unexpected graph inputs {inputs} or outputs {outputs}")
+    try:
+        config = DANetConfig(**json.loads(meta["derain.config"]))
+        multiple = int(meta["derain.size_multiple"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{source}: malformed derain metadata ({exc})") from None
+    if multiple < 1:
+        raise WeightsError(f"{source}: size multiple {multiple} in the metadata is not positive")
+    return config, multiple
