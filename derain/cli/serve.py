@@ -14,13 +14,11 @@ from .common import (
     OverlapOpt,
     PrecisionOpt,
     QuietOpt,
-    Reporter,
     TileOpt,
     UsageProblem,
-    fatal_errors,
+    check_model_options,
+    command,
     load_deraining,
-    parse_tile,
-    pixel_limit,
 )
 
 HELP = (
@@ -124,10 +122,10 @@ def serve(
     debug: DebugOpt = False,
 ) -> None:
     """Serve the API and the page (help text: ``HELP``)."""
-    reporter = Reporter(quiet, debug)
-    with fatal_errors(reporter):
+    # Pillow's own bomb guard follows the server's limit, for the life of the process.
+    with command(quiet, debug, max_pixels) as reporter:
         check_exposure(host, token)
-        parse_tile(tile)  # a bad --tile is a usage error before anything loads
+        check_model_options(tile, precision, fp32=False)  # usage errors before anything loads
         try:
             import uvicorn
 
@@ -160,9 +158,7 @@ def serve(
             access_log=not quiet,
             timeout_graceful_shutdown=5,
         )
-        # Pillow's own bomb guard follows the server's limit, for the life of the process.
-        with pixel_limit(max_pixels):
-            uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 def register(app: typer.Typer) -> None:

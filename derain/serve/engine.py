@@ -54,10 +54,10 @@ def model_key(spec: str) -> str:
     """The name clients use for a ``--model`` value: never the server's file path."""
     if spec.startswith("hf-hub:"):
         return spec.removeprefix("hf-hub:")
-    path = Path(spec)
-    if len(path.parts) > 1 or path.suffix == ".safetensors":
-        return path.stem if path.suffix == ".safetensors" else path.name
-    return spec
+    path = Path(spec.removeprefix("local-dir:"))
+    if path.suffix in (".safetensors", ".onnx"):
+        return path.stem
+    return path.name if len(path.parts) > 1 or spec.startswith("local-dir:") else spec
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,14 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         first = next(iter(self.by_precision.values()))
+        net = first.model  # None when an ONNX file runs on ONNX Runtime
         return {
             "name": self.name,
             "precisions": self.precisions,
             "default_precision": self.precisions[0],
             "device": str(first.device),
-            "parameters": sum(p.numel() for p in first.model.parameters()),
+            "runtime": "pytorch" if net is not None else "onnxruntime",
+            "parameters": sum(p.numel() for p in net.parameters()) if net is not None else None,
             "weights_sha256": first.weights_sha256,
         }
 
@@ -279,7 +281,7 @@ class Engine:
 
 
 def load_models(specs: Sequence[str], load: Callable[[str], Deraining]) -> list[LoadedModel]:
-    """Load each model once (``load(spec)``); one front object per precision shares its weights.
+    """Load each model once (``load(spec)``), with a front object per precision it offers.
 
     The first precision of each model, its default, is the one ``load`` chose.
     """
@@ -290,7 +292,9 @@ def load_models(specs: Sequence[str], load: Callable[[str], Deraining]) -> list[
             raise DerainError(f"{spec}: two models would both be called {key!r}")
         base = load(spec)
         by_precision = {precision_name(base.dtype): base}
-        for name in OFFERED_PRECISIONS.get(base.device.type, ("fp32",)):
+        # An ONNX file runs in fp32 only; a PyTorch network gets a copy per precision.
+        offered = OFFERED_PRECISIONS.get(base.device.type, ()) if base.model is not None else ()
+        for name in offered:
             if name not in by_precision:
                 by_precision[name] = Deraining(
                     base.model,
