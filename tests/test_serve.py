@@ -524,6 +524,41 @@ def test_token_is_required_when_set(tmp_path: Path, model_dir: Path) -> None:
         stop_server(srv)
 
 
+@pytest.mark.slow  # the export: about 3 minutes on a busy 2-core machine
+def test_an_onnx_model_is_served_in_fp32(
+    tmp_path: Path, model_dir: Path, reference: Deraining
+) -> None:
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    from derain.onnx_model import export_onnx
+
+    onnx_file = export_onnx(str(model_dir), tmp_path / "tiny.onnx")
+    srv = start_server(tmp_path, "--model", str(onnx_file), "--device", "cpu", "--tile", "256")
+    try:
+        status, _, body = srv.request("GET", "/v1/models")
+        (info,) = json.loads(body)["models"]
+        assert (info["name"], info["runtime"], info["precisions"]) == (
+            "tiny",
+            "onnxruntime",
+            ["fp32"],
+        )
+        image = photo(80, 56, seed=21)
+        status, _, body = srv.request(
+            "POST", "/v1/derain", encoded(image, "PNG"), {"Content-Type": "image/png"}
+        )
+        assert status == 200
+        got = np.asarray(Image.open(io.BytesIO(body)), dtype=np.int16)
+        assert np.abs(got - expected_png(reference, image)).max() <= 2
+        status, headers, body = srv.request(
+            "POST",
+            "/v1/derain?precision=bf16",
+            encoded(image, "PNG"),
+            {"Content-Type": "image/png"},
+        )
+        assert "use fp32" in error_of(status, headers, body, 400)
+    finally:
+        stop_server(srv)
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
 def test_refuses_to_serve_off_loopback_without_a_token(
     host: str, model_dir: Path, monkeypatch: pytest.MonkeyPatch
