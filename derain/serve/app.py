@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -254,7 +255,8 @@ def create_app(
                 probe = probe_image(data, name, limits.max_pixels)
                 out = await run(engine.work, choice, data, name, probe, layers, report)
         if layers:
-            return JSONResponse(out.as_json())
+            payload = await run_in_threadpool(out.json_bytes)
+            return Response(payload, media_type="application/json")
         headers = {"X-Derain-Seconds": f"{out.seconds:.3f}"}
         return Response(out.body, media_type=out.media_type, headers=headers)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -113,6 +114,10 @@ class Derained:
             "mask": image(self.mask, "image/png"),
             "seconds": round(self.seconds, 3),
         }
+
+    def json_bytes(self) -> bytes:
+        """:meth:`as_json` encoded (base64 of large images: run it off the event loop)."""
+        return json.dumps(self.as_json()).encode()
 
 
 @dataclass
