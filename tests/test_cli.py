@@ -338,3 +338,15 @@ def test_interrupt_leaves_no_partial_output(
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     assert cli("a.png", "--model", model_dir).exit_code == 0  # the rerun finishes the job
+
+
+def test_ray_flag_takes_an_optional_address() -> None:
+    from derain.cli import ray_flag_value
+
+    assert ray_flag_value(["run", "in/", "-o", "out/", "--ray"])[-1] == "--ray=local"
+    assert ray_flag_value(["run", "in/", "--ray", "-o", "out/"])[2] == "--ray=local"
+    assert ray_flag_value(["run", "in/", "--ray", "ray://h:10001"])[2:] == [
+        "--ray",
+        "ray://h:10001",
+    ]
+    assert ray_flag_value(["run", "--", "--ray"]) == ["run", "--", "--ray"]

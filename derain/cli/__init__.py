@@ -19,6 +19,8 @@ from typer.core import TyperGroup
 __all__ = ["app", "main", "with_default_verb"]
 
 DEFAULT_VERB = "run"
+#: ``derain run --ray`` given without an address: start a local Ray for the job.
+LOCAL_RAY = "local"
 _TOP_LEVEL_OPTIONS = frozenset(
     {"--help", "-h", "--version", "-V", "--install-completion", "--show-completion"}
 )
@@ -112,7 +114,22 @@ def with_default_verb(argv: Sequence[str]) -> list[str]:
     return [DEFAULT_VERB, *args]
 
 
+def ray_flag_value(args: Sequence[str]) -> list[str]:
+    """Give a bare ``--ray`` (last, or followed by another option) the value ``local``.
+
+    Click options take a value or none, not an optional one; this lets ``--ray`` alone mean
+    a local Ray while ``--ray ADDRESS`` and ``--ray=ADDRESS`` name a cluster.
+    """
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = f"--ray={LOCAL_RAY}"
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``derain = derain.cli:main``)."""
     args = sys.argv[1:] if argv is None else argv
-    app(args=with_default_verb(args), prog_name="derain")
+    app(args=ray_flag_value(with_default_verb(args)), prog_name="derain")

@@ -15,6 +15,7 @@ from ..imaging import open_image
 from ..inference import Deraining
 from ..io_files import check_writable, encode_image, read_made_by, write_image_atomic
 from ..tiling import DEFAULT_OVERLAP
+from . import LOCAL_RAY
 from .batch import Job, plan_jobs
 from .common import (
     DebugOpt,
@@ -189,12 +190,40 @@ def run(
         ),
     ] = False,
     max_pixels: MaxPixelsOpt = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Run on the Ray cluster at ADDRESS, or on a local Ray started for the job "
+            "when --ray comes last or before another option (needs derain[ray]).",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Derain images (help text: ``HELP``)."""
     with command(quiet, debug, max_pixels) as reporter:
         check_model_options(tile, precision, fp32)
+        if ray is not None:  # the same job on a Ray cluster
+            from .ray_run import run_on_ray
+
+            run_on_ray(
+                reporter,
+                inputs,
+                output,
+                address=None if ray == LOCAL_RAY else ray,
+                recursive=recursive,
+                overwrite=overwrite,
+                save_rain=save_rain,
+                quality=quality,
+                model=model,
+                device=device,
+                tile=tile,
+                overlap=overlap,
+                precision="fp32" if fp32 else precision,
+            )
+            return
         plan = plan_jobs(inputs, output, recursive, save_rain)
         if any(job.target is None for job in plan.jobs) and stdout_is_terminal():
             raise UsageProblem(

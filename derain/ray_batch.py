@@ -1,0 +1,308 @@
+"""Batch deraining on a Ray cluster, with Ray Data as the engine.
+
+The driver plans and selects the jobs with the code ``derain run`` uses
+(:func:`derain.cli.batch.plan_jobs` and the run command's selection: same output names, same
+refusal to overwrite an input, outputs that exist are skipped unless another model made them,
+outputs checked writable first). The rest become a Ray dataset of (input, output) rows, one
+row per block, mapped by a pool of actors that each load the model once and derain one image
+per call (an image is already cut into tiles by the tile plan, so one image is the natural
+batch). Each actor opens, derains and writes its images with the run command's own job
+runner, atomically (:mod:`derain.atomic`), so a worker that dies leaves either a complete
+output or none; Ray Data restarts the actor and retries its task. A file that fails comes
+back as a one-line error and the job goes on.
+
+Needs ``pip install "derain[ray]"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DerainError
+from .inference import DEFAULT_OVERLAP
+
+__all__ = ["RayReport", "derain_with_ray", "map_deraining"]
+
+_INSTALL_HINT = 'pip install "derain[ray]"'
+#: Columns of the rows :func:`map_deraining` reads.
+ROW_COLUMNS = ("source", "relative", "target", "layers")
+#: Joins the layer outputs of a job in the ``layers`` column.
+LAYER_SEPARATOR = "\n"
+
+
+@dataclass
+class RayReport:
+    """What a Ray run did.
+
+    Attributes:
+        done: images derained and written.
+        skipped: images whose outputs existed already.
+        errors: one line per input that failed (planning or deraining), naming the file.
+        seconds: wall time from planning to the last result.
+        workers: actors in the pool.
+        notes: other lines for the user (outputs redone because another model made them).
+    """
+
+    done: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    workers: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        """Inputs that failed."""
+        return len(self.errors)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise DerainError(f"--ray needs Ray Data: {_INSTALL_HINT}") from None
+    return ray
+
+
+def _runner(options: dict[str, Any], quality: int) -> Any:
+    """The run command's job runner (loads the model on first use), with no progress bars."""
+    from rich.progress import Progress
+
+    from .cli.run import _Runner
+
+    return _Runner(options, quality, Progress(disable=True))
+
+
+class _Lines:
+    """What the run command's job selection reports, passed on to the report and callback."""
+
+    def __init__(self, report: RayReport, on_error: Callable[[str], None] | None) -> None:
+        self.report = report
+        self.on_error = on_error
+
+    def error(self, message: str, exc: BaseException | None = None) -> None:
+        self.report.errors.append(message)
+        if self.on_error is not None:
+            self.on_error(message)
+
+    def info(self, message: str) -> None:
+        self.report.notes.append(message)
+
+
+class _DerainActor:
+    """One model per actor, loaded once; derains and writes each row it is given."""
+
+    def __init__(self, options: dict[str, Any], quality: int, threads: int | None) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.runner = _runner(options, quality)
+        self.runner.deraining()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        from .cli.batch import Job
+        from .cli.common import describe
+        from .io_files import InputFile
+
+        names, errors = [], []
+        columns = (batch[c] for c in ROW_COLUMNS)
+        for source, relative, target, joined in zip(*columns, strict=True):
+            layers = tuple(Path(p) for p in joined.split(LAYER_SEPARATOR)) if joined else None
+            job = Job(InputFile(Path(source), Path(relative)), Path(target), layers)
+            try:
+                self.runner.process(job)
+                errors.append("")
+            except Exception as exc:  # one bad file must not stop the job
+                errors.append(describe(exc, job.name))
+            names.append(str(source))
+        return {"source": names, "error": errors}
+
+
+def _options(model: str, device: str, tile: str, overlap: int, precision: str) -> dict[str, Any]:
+    """The run command's model options."""
+    return {
+        "model": model,
+        "device": device,
+        "tile": tile,
+        "overlap": overlap,
+        "fp32": False,
+        "precision": precision,
+    }
+
+
+def _pool(ray: Any, threads: int | None, workers: int | None) -> tuple[int, dict[str, float]]:
+    """How many actors, and what each one reserves: a GPU each if the cluster has GPUs."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if gpus:
+        return workers or gpus, {"num_gpus": 1.0}
+    per_actor = threads or 1
+    return workers or max(1, int(resources.get("CPU", 1)) // per_actor), {"num_cpus": per_actor}
+
+
+def map_deraining(
+    dataset: Any,
+    *,
+    model: str = "danet",
+    device: str = "auto",
+    tile: str = "auto",
+    overlap: int = DEFAULT_OVERLAP,
+    precision: str = "auto",
+    quality: int = 95,
+    workers: int | None = None,
+    threads: int | None = None,
+) -> Any:
+    """Map :class:`derain.Deraining` over a Ray dataset of jobs, one model per actor.
+
+    Args:
+        dataset: a ``ray.data.Dataset`` with the string columns ``source`` (input file),
+            ``relative`` (its name under the input root), ``target`` (output file) and
+            ``layers`` (``--save-rain`` outputs joined by newlines, or an empty string).
+        model, device, tile, overlap, precision: as ``derain run`` takes them.
+        quality: JPEG/WebP quality of the outputs.
+        workers: actors in the pool (default: one per GPU, else one per ``threads`` CPUs).
+        threads: torch threads and CPUs per CPU actor (default 1).
+
+    Returns:
+        A lazy dataset with one row per input: ``source`` and ``error`` (empty when it worked).
+    """
+    ray = _import_ray()
+    count, reserve = _pool(ray, threads, workers)
+    options = _options(model, device, tile, overlap, precision)
+    return dataset.map_batches(
+        _DerainActor,
+        fn_constructor_kwargs={"options": options, "quality": quality, "threads": threads or 1},
+        batch_size=1,
+        batch_format="numpy",
+        concurrency=count,
+        **reserve,
+    )
+
+
+def _rows(jobs: Sequence[Any]) -> list[dict[str, str]]:
+    return [
+        {
+            "source": str(job.source.path),
+            "relative": str(job.source.relative),
+            "target": str(job.target),
+            "layers": LAYER_SEPARATOR.join(str(p) for p in job.layers or ()),
+        }
+        for job in jobs
+    ]
+
+
+def derain_with_ray(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    address: str | None = None,
+    recursive: bool = False,
+    overwrite: bool = False,
+    save_rain: bool = False,
+    model: str = "danet",
+    device: str = "auto",
+    tile: str = "auto",
+    overlap: int = DEFAULT_OVERLAP,
+    precision: str = "auto",
+    quality: int = 95,
+    workers: int | None = None,
+    threads: int | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> RayReport:
+    """Derain folders, globs or files into ``output`` on a Ray cluster.
+
+    Args:
+        inputs: what ``derain run`` takes (files, folders, globs).
+        output: the output folder; the input tree is mirrored in it.
+        address: a Ray cluster (``ray://host:10001``, ``host:6379`` or ``auto``); ``None``
+            uses the Ray this process is connected to, or starts a local one for the call.
+        recursive, overwrite, save_rain, model, device, tile, overlap, precision, quality:
+            as ``derain run`` takes them.
+        workers, threads: see :func:`map_deraining`.
+        on_error: called with each error line as it happens.
+
+    Returns:
+        A :class:`RayReport`; images that failed are in ``errors``, not raised.
+
+    Raises:
+        DerainError: Ray is not installed or cannot be reached, or the arguments contradict
+            each other (as in ``derain run``).
+    """
+    from .cli.batch import plan_jobs
+    from .cli.run import _select
+
+    start = time.perf_counter()
+    specs = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    specs = [os.fspath(s) for s in specs]
+    out = os.fspath(output)
+    if not out.endswith(("/", os.sep)) and not Path(out).is_dir():
+        out += os.sep  # always a folder, even for one input file
+    plan = plan_jobs(specs, out, recursive, save_rain)
+    report = RayReport()
+    lines = _Lines(report, on_error)
+    for line in plan.errors:
+        lines.error(line)
+    counts: Counter[str] = Counter()
+    # The driver loads the model only if outputs exist (to see which model made them).
+    runner = _runner(_options(model, device, tile, overlap, precision), quality)
+    todo = _select(plan.jobs, runner, overwrite, lines, counts, False)
+    report.skipped = counts["skipped"]
+    del runner
+    if todo:
+        ray = _import_ray()
+        with _connected(ray, address):
+            count, _ = _pool(ray, threads, workers)
+            report.workers = count
+            dataset = ray.data.from_items(_rows(todo), override_num_blocks=len(todo))
+            results = map_deraining(
+                dataset,
+                model=model,
+                device=device,
+                tile=tile,
+                overlap=overlap,
+                precision=precision,
+                quality=quality,
+                workers=count,
+                threads=threads,
+            )
+            for row in results.iter_rows():
+                if row["error"]:
+                    lines.error(row["error"])
+                else:
+                    report.done += 1
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+@contextlib.contextmanager
+def _connected(ray: Any, address: str | None) -> Iterator[None]:
+    """Connect to ``address`` (or start a local Ray) unless connected; disconnect after."""
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DerainError(f"Ray at {address or 'local'}: cannot connect ({first})") from None
+    try:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        yield
+    finally:
+        ray.shutdown()

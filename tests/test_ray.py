@@ -1,0 +1,161 @@
+"""Batch deraining on Ray: local Ray with 2 CPUs, a worker killed mid-job, reruns, no leftovers.
+
+Ray is heavy (each start spawns a GCS, a raylet and worker processes), so there are only two
+tests, one Ray start each. Every process Ray starts here inherits a unique environment
+variable; the tests look for it in ``/proc`` to find workers to kill and to check that none
+is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import derain
+from derain import DANet, DANetConfig
+from derain.cli import app
+
+ray = pytest.importorskip("ray")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc"),
+]
+
+TOKEN_VAR = "DERAIN_RAY_TEST_TOKEN"
+#: Ray takes a while to end its worker processes after a shutdown on a loaded machine.
+EXIT_WAIT_S = 120
+JOB_WAIT_S = 600
+
+
+def _tagged(token: str, title: str = "") -> list[int]:
+    """Processes whose environment holds ``token`` (and whose command line has ``title``)."""
+    found = []
+    needle = f"{TOKEN_VAR}={token}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if title.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours
+            continue
+    return found
+
+
+def _wait_none_left(token: str) -> None:
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while _tagged(token) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _tagged(token) == [], "Ray processes left behind"
+
+
+def _images(folder: Path, count: int, size: tuple[int, int]) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        rgb = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        Image.fromarray(rgb).save(folder / f"im{i:02d}.png")
+
+
+@pytest.fixture
+def token(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    value = uuid.uuid4().hex
+    monkeypatch.setenv(TOKEN_VAR, value)
+    yield value
+    _wait_none_left(value)
+
+
+def test_cli_local_ray_matches_local_run(tmp_path: Path, model_dir: Path, token: str) -> None:
+    """`derain IN -o OUT --ray` starts a local Ray, and its outputs equal a local run's."""
+    _images(tmp_path / "in", 4, (40, 60))
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    common = ["-m", str(model_dir), "--tile", "64", "--device", "cpu", "--precision", "fp32"]
+    local = CliRunner().invoke(
+        app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "a"), *common]
+    )
+    assert local.exit_code == 1  # the broken file
+    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="dr", dir="/tmp")}
+    cmd = [sys.executable, "-m", "derain", str(tmp_path / "in"), "-o", str(tmp_path / "b")]
+    try:
+        proc = subprocess.run(
+            [*cmd, *common, "--ray"], capture_output=True, text=True, env=env, timeout=JOB_WAIT_S
+        )
+    finally:
+        _wait_none_left(token)
+        shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "broken.png: not an image file" in proc.stderr
+    assert "done 4, skipped 0, failed 1" in proc.stderr
+    for i in range(4):
+        a = np.asarray(Image.open(tmp_path / "a" / f"im{i:02d}.png"), dtype=int)
+        b = np.asarray(Image.open(tmp_path / "b" / f"im{i:02d}.png"), dtype=int)
+        assert np.abs(a - b).max() <= 1  # within 1/255
+
+
+def _kill_one_worker_mid_job(token: str, out: Path, total: int, killed: list[int]) -> None:
+    deadline = time.monotonic() + JOB_WAIT_S
+    while time.monotonic() < deadline:
+        written = len(list(out.glob("*.png"))) if out.is_dir() else 0
+        workers = _tagged(token, "_DerainActor")
+        if written >= 1 and workers:
+            if written < total:
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+            return
+        time.sleep(0.05)
+
+
+def test_worker_killed_mid_job_and_rerun(tmp_path: Path, token: str) -> None:
+    """A worker killed mid-job: the job still ends with every output complete; a rerun
+    after losing some outputs does only those."""
+    from derain.ray_batch import derain_with_ray
+
+    total = 10
+    _images(tmp_path / "in", total, (192, 256))
+    torch.manual_seed(0)
+    # The full-size architecture (random weights): slow enough per image to kill mid-job.
+    derain.save_pretrained(DANet(DANetConfig()), tmp_path / "model")
+    out = tmp_path / "out"
+    options = {"model": str(tmp_path / "model"), "device": "cpu", "tile": "none"}
+    temp = tempfile.mkdtemp(prefix="dr", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, logging_level="warning")
+    try:
+        killed: list[int] = []
+        killer = threading.Thread(
+            target=_kill_one_worker_mid_job, args=(token, out, total, killed), daemon=True
+        )
+        killer.start()
+        report = derain_with_ray(tmp_path / "in", out, **options)
+        killer.join(timeout=JOB_WAIT_S)
+        assert killed, "the job ended before a worker could be killed"
+        assert (report.done, report.failed) == (total, 0), report.errors
+        for i in range(total):
+            with Image.open(out / f"im{i:02d}.png") as im:
+                im.load()  # a truncated file would fail here
+                assert im.size == (256, 192)
+        assert not [p for p in out.iterdir() if p.suffix == ".tmp"]
+        for i in (1, 4, 7):
+            (out / f"im{i:02d}.png").unlink()
+        again = derain_with_ray(tmp_path / "in", out, **options)
+        assert (again.done, again.skipped, again.failed) == (3, total - 3, 0)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
