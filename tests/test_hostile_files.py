@@ -214,8 +214,9 @@ def test_non_ascii_names_on_an_ascii_terminal(model_dir: Path) -> None:
         check=False,
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("derain: error: in/kaputt ")
+    lines = proc.stderr.splitlines()  # stderr is a pipe: a line per file, then the counts
+    assert len(lines) == 3 and lines[0].startswith("derain: error: in/kaputt ")
+    assert lines[1].startswith("wrote out/") and lines[2] == "done 1, skipped 0, failed 1"
     assert open_image("out/雨 ☔.png").size == (32, 24)
 
 
