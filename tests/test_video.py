@@ -287,6 +287,10 @@ def test_cli_single_video(model_dir: Path, tmp_path: Path) -> None:
     assert _audio_packets(tmp_path / "clean.mp4") == _audio_packets(src)
     code, out = _cli([str(src), "-o", str(tmp_path / "clean.png"), "-m", str(model_dir)])
     assert code == 2 and "clip.mp4 is a video; write it to a" in out
+    steady = tmp_path / "steady.mkv"
+    code, out = _cli([str(src), "-o", str(steady), "-m", str(model_dir), "--deflicker"])
+    assert code == 0, out
+    assert len(_read(steady)[0]) == 4 and _audio_packets(steady) == _audio_packets(src)
 
 
 def test_cli_folder_picks_up_videos_with_save_rain(model_dir: Path, tmp_path: Path) -> None:
