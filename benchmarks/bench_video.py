@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from _common import Contention, add_common_args, save_section, setup
+from _common import Contention, add_common_args, results_path, save_section, setup
 from PIL import Image
 
 from derain import Deraining, create_model
@@ -91,6 +92,23 @@ def measure_speed(args: argparse.Namespace, result: dict) -> None:
                 print(f"{key}: {args.frames / seconds:.3f} frames/s ({derain.dtype})", flush=True)
 
 
+def _trail(frames: list[np.ndarray], smooth: Deflicker, lift: int) -> float:
+    """Mean |smoothed - per-frame| (0..255) where a moving square was a frame before."""
+    step, side = 6, 40
+    top = frames[0].shape[0] // 4
+    smooth.reset()
+    errors = []
+    for i, f in enumerate(frames):
+        g = f.astype(np.int16)
+        g[top : top + side, step * i : step * i + side] += lift
+        g = np.clip(g, 0, 255).astype(np.uint8)
+        out = smooth(g).astype(np.int16)
+        if i:
+            was = (slice(top, top + side), slice(step * (i - 1), step * i))
+            errors.append(float(np.abs(out[was] - g[was]).mean()))
+    return round(float(np.mean(errors)), 3)
+
+
 def measure_flicker(args: argparse.Namespace, result: dict) -> None:
     derain = Deraining("danet", device="cpu")
     size = (args.flicker_size, args.flicker_size * 3 // 4)
@@ -105,29 +123,12 @@ def measure_flicker(args: argparse.Namespace, result: dict) -> None:
     def error(frames: list[np.ndarray]) -> float:
         return float(np.mean([np.abs(f.astype(np.int16) - clean).mean() for f in frames]))
 
-    # Ghosting: a bright square moving 6 px per frame over the derained still. A trail shows
-    # where the square was in the previous frame and is no longer: compare the smoothed frame
-    # with the per-frame one there (0: no trail).
-    step, side, top = 6, 40, size[1] // 4
-    moving, vacated = [], []
-    for i, f in enumerate(per_frame):
-        g = f.copy()
-        g[top : top + side, step * i : step * i + side] = 250
-        moving.append(g)
-        left = np.zeros(f.shape[:2], bool)
-        if i:
-            left[top : top + side, step * (i - 1) : step * i] = True
-        vacated.append(left)
-    smooth.reset()
-    moved = [smooth(f) for f in moving]
-    trail = float(
-        np.mean(
-            [
-                np.abs(a.astype(np.int16) - b)[m].mean()
-                for a, b, m in zip(moved[1:], moving[1:], vacated[1:], strict=True)
-            ]
-        )
-    )
+    # Ghosting: a square moving 6 px per frame over the derained still, bright (+150 levels)
+    # and faint (+24, +12). A trail shows where the square was in the previous frame and is no
+    # longer: compare the smoothed frame with the per-frame one there (0: no trail).
+    trails = {}
+    for label, lift in (("bright", 150), ("faint", 24), ("fainter", 12)):
+        trails[label] = _trail(per_frame, smooth, lift)
     result["flicker"] = {
         "size": list(size),
         "frames": len(rainy),
@@ -137,7 +138,7 @@ def measure_flicker(args: argparse.Namespace, result: dict) -> None:
         "error_vs_clean_per_frame": round(error(per_frame), 3),
         "error_vs_clean_deflicker": round(error(smoothed), 3),
         "deflicker_ms_per_frame": round(deflicker_s * 1000, 2),
-        "trail_behind_moving_square": round(trail, 3),
+        "trail_behind_moving_square": trails,
         "dtype": str(derain.dtype),
     }
     print(result["flicker"], flush=True)
@@ -154,7 +155,11 @@ def main() -> None:
     args = parser.parse_args()
     device = setup(args)
     args.frames = args.frames or (3 if args.quick else 8)
-    result: dict = {}
+    # --skip-speed / --skip-flicker runs update their part and keep the other one
+    path = results_path(args, device)
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    kept = doc.get("sections", {}).get("video", {})
+    result: dict = {k: v for k, v in kept.items() if k not in ("quick", "measured_at")}
     if not args.skip_flicker:
         measure_flicker(args, result)
     if not args.skip_speed:

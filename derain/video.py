@@ -170,7 +170,7 @@ class Deflicker:
             which a pixel counts as moving.
     """
 
-    def __init__(self, strength: float = 0.6, threshold: float = 0.04) -> None:
+    def __init__(self, strength: float = 0.75, threshold: float = 0.08) -> None:
         if not 0.0 <= strength < 1.0:
             raise DerainError(f"deflicker strength must be in [0, 1), got {strength}")
         if threshold <= 0.0:
