@@ -156,15 +156,19 @@ def time_runs(fn: Callable[[], Any], device: torch.device, warmup: int, runs: in
     for _ in range(warmup):
         fn()
     sync(device)
-    times = []
+    times, cpu = [], []
     with Contention() as busy:
         for _ in range(runs):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             fn()
             sync(device)
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - cpu_start)
     return {
         "median_s": round(statistics.median(times), 4),
+        # CPU seconds of this process (all threads) per call: the work, which other jobs on a
+        # shared machine change much less than the wall time
+        "cpu_median_s": round(statistics.median(cpu), 4),
         "min_s": round(min(times), 4),
         "max_s": round(max(times), 4),
         "runs": runs,
