@@ -337,7 +337,6 @@ class _Writer:
         matrix: list[int] | None,
     ) -> None:
         av = _av()
-        self.path = path
         try:
             self.container = av.open(str(path), "w", format=_CONTAINERS[suffix])
         except (av.FFmpegError, OSError) as exc:
@@ -360,7 +359,6 @@ class _Writer:
         if matrix is not None:
             out.set_display_matrix(matrix)
         self.video = out
-        self.audio_in = audio
         self.audio = None
         if audio is not None:
             try:
