@@ -152,6 +152,32 @@ def test_rotated_frames_are_derained_upright(tmp_path: Path) -> None:
     assert seen and set(seen) == {(64, 48, 3)}
 
 
+def test_upright_means_turned_as_the_display_matrix_says(tmp_path: Path) -> None:
+    # PyAV's frame.rotation is the counter-clockwise turn a player applies: a mark stored
+    # top-left must reach the model bottom-left for +90 and top-right for -90.
+    seen: dict[int, np.ndarray] = {}
+
+    class Spy(Deraining):
+        def run(self, image, **kwargs):  # type: ignore[no-untyped-def, override]
+            seen[rotation] = image
+            return image
+
+    spy = Spy(DANet(TINY), device="cpu", tile=None, dtype="fp32")
+    for rotation in (90, -90):
+        src = tmp_path / f"r{rotation}.mp4"
+        with av.open(str(src), "w") as out:
+            video = out.add_stream("libx264", rate=25, options={"crf": "0"})
+            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+            video.set_display_rotation(rotation)
+            rgb = np.zeros((48, 64, 3), np.uint8)
+            rgb[:16, :16] = 255
+            out.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            out.mux(video.encode(None))
+        derain_video(spy, src, tmp_path / f"o{rotation}.mp4")
+    assert seen[90][-8:, :8].min() > 200 and seen[90][:8, -8:].max() < 50
+    assert seen[-90][:8, -8:].min() > 200 and seen[-90][-8:, :8].max() < 50
+
+
 def test_save_rain_writes_a_second_video(deraining: Deraining, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "in.mp4")
     derain_video(deraining, src, tmp_path / "out.mp4", rain=tmp_path / "rain.mp4")
