@@ -15,8 +15,9 @@ from derain import DANet, DANetConfig
 TINY = DANetConfig(channels=8, orb_blocks=1, stage_blocks=1)
 
 
-#: Rain12 in the shared data beside the checkout: validation only, never shipped.
-RAIN12 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "Rain12"
+#: The validation sets in the shared data beside the checkout: validation only, never shipped.
+VAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val"
+RAIN12 = VAL / "Rain12"
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +26,14 @@ def rain12() -> Path:
     if not RAIN12.is_dir():
         pytest.skip("../shared/data/val/Rain12 not present")
     return RAIN12
+
+
+@pytest.fixture(scope="session")
+def validation_sets() -> Path:
+    """The folder of the three validation sets; the test is skipped when ../shared is absent."""
+    if not VAL.is_dir():
+        pytest.skip("../shared/data/val not present")
+    return VAL
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from PIL import Image, ImageCms
 from derain import get_model_info, list_models
 from derain.cli import with_default_verb
 from derain.evaluate import evaluate
+from derain.models.registry import VALIDATION_SETS
 
 pytestmark = pytest.mark.usefixtures("in_tmp")
 
@@ -247,8 +248,10 @@ def test_models_table() -> None:
     for name in list_models():  # each model's weights status and its recorded scores
         weights = get_model_info(name).weights
         assert ("shipped; sha256 ✓" if weights.sha256 else "not shipped") in result.stdout
-        if weights.rain12:
-            assert f"{weights.rain12[0]:.2f} / {weights.rain12[1]:.4f}" in result.stdout
+        for validation_set in VALIDATION_SETS:
+            score = weights.score(validation_set)
+            if score is not None:
+                assert f"{score.psnr:.2f} / {score.ssim:.4f}" in result.stdout
 
 
 def _paired(root: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from derain import Deraining, WeightsNotAvailableError, get_model_info, list_models
 from derain.evaluate import evaluate
+from derain.models.registry import VALIDATION_SETS
 from derain.pairs import find_pairs
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -29,14 +30,18 @@ def test_shipped_weights_bring_the_example_closer_to_clean(name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.shared
+@pytest.mark.parametrize("validation_set", VALIDATION_SETS)
 @pytest.mark.parametrize("name", list_models())
-def test_shipped_weights_score_what_the_model_card_says(name: str, rain12: Path) -> None:
+def test_shipped_weights_score_what_the_model_card_says(
+    name: str, validation_set: str, validation_sets: Path
+) -> None:
     # The recorded scores (model card, `derain models`) are measured, not copied: rerun them.
-    recorded = get_model_info(name).weights.rain12
+    recorded = get_model_info(name).weights.score(validation_set)
     if recorded is None:
-        pytest.skip(f"no Rain12 score recorded for {name}")
+        pytest.skip(f"no {validation_set} score recorded for {name}")
     derain = Deraining(name, device="cpu", dtype="fp32")  # the card's scores are fp32
-    summary = evaluate(derain, find_pairs(rain12))
-    assert len(summary.scores) == 12
-    assert summary.psnr == pytest.approx(recorded[0], abs=0.006)
-    assert summary.ssim == pytest.approx(recorded[1], abs=0.00006)
+    pairs = find_pairs(validation_sets / validation_set)
+    summary = evaluate(derain, pairs)
+    assert len(summary.scores) == len(pairs) > 0
+    assert summary.psnr == pytest.approx(recorded.psnr, abs=0.006)
+    assert summary.ssim == pytest.approx(recorded.ssim, abs=0.00006)

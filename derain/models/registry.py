@@ -11,7 +11,25 @@ from dataclasses import dataclass
 from ..errors import ModelNotFoundError
 from .danet import DANetConfig
 
-__all__ = ["ModelInfo", "PretrainedWeights", "get_model_info", "list_models"]
+__all__ = [
+    "VALIDATION_SETS",
+    "ModelInfo",
+    "PretrainedWeights",
+    "Score",
+    "get_model_info",
+    "list_models",
+]
+
+VALIDATION_SETS = ("Rain12", "RainH-dev", "Rain13K-dev")
+"""The validation sets every shipped model is scored on (light, heavy and mixed rain)."""
+
+
+@dataclass(frozen=True)
+class Score:
+    """Mean PSNR (dB) and SSIM on one validation set, Y channel, the paper's protocol, fp32."""
+
+    psnr: float
+    ssim: float
 
 
 @dataclass(frozen=True)
@@ -21,12 +39,17 @@ class PretrainedWeights:
     Attributes:
         filename: file name inside the package's ``weights`` folder.
         sha256: digest of that file, checked on every load; ``None`` while none is shipped.
-        rain12: (PSNR, SSIM) on Rain12 under the paper's protocol, as measured for the card.
+        scores: measured score per validation set (see :data:`VALIDATION_SETS`), as on the
+            model card; a test re-measures them when the sets are at hand.
     """
 
     filename: str
     sha256: str | None = None
-    rain12: tuple[float, float] | None = None
+    scores: tuple[tuple[str, Score], ...] = ()
+
+    def score(self, validation_set: str) -> Score | None:
+        """The recorded score on ``validation_set``, or None."""
+        return dict(self.scores).get(validation_set)
 
 
 @dataclass(frozen=True)
@@ -51,7 +74,11 @@ _MODELS: dict[str, ModelInfo] = {
             weights=PretrainedWeights(
                 filename="danet.safetensors",
                 sha256="79573d769e51003b1c57f6c967eaf8b89e544fd94a42205d4d6503bf3e3a681a",
-                rain12=(34.99, 0.9517),
+                scores=(
+                    ("Rain12", Score(34.99, 0.9517)),
+                    ("RainH-dev", Score(15.31, 0.4394)),
+                    ("Rain13K-dev", Score(24.12, 0.7669)),
+                ),
             ),
         ),
         ModelInfo(
@@ -62,7 +89,11 @@ _MODELS: dict[str, ModelInfo] = {
             weights=PretrainedWeights(
                 filename="danet-plus.safetensors",
                 sha256="a2f97c924797d6c8344208d1e4840f1fc18fe361bc737943b7e04eeb605b828f",
-                rain12=(34.53, 0.9474),
+                scores=(
+                    ("Rain12", Score(34.53, 0.9474)),
+                    ("RainH-dev", Score(15.68, 0.4645)),
+                    ("Rain13K-dev", Score(24.31, 0.7709)),
+                ),
             ),
         ),
     )
