@@ -31,7 +31,7 @@ from derain.cli.batch import plan_jobs
 from derain.cli.run import _Runner
 from derain.imaging import open_image
 from derain.io_files import encode_image
-from derain.ray_batch import _options
+from derain.ray_batch import RaySettings
 
 
 def _folder(root: Path, count: int, h: int, w: int) -> Path:
@@ -47,7 +47,8 @@ def _folder(root: Path, count: int, h: int, w: int) -> Path:
 def _local(model: str, folder: Path, out: Path) -> dict:
     """What ``derain FOLDER -o OUT`` does, timed from before the model load."""
     start = time.perf_counter()
-    runner = _Runner(_options(model, "cpu", "auto", 32, "auto"), 95, Progress(disable=True))
+    options = RaySettings(model, "cpu").runner_options()
+    runner = _Runner(options, 95, Progress(disable=True))
     runner.deraining()
     load = time.perf_counter() - start
     plan = plan_jobs([str(folder)], str(out), recursive=False, save_rain=False)
@@ -103,7 +104,7 @@ def main() -> None:
                 for count, folder in folders.items():
                     t0 = time.perf_counter()
                     out = root / f"ray{count}"
-                    report = derain_with_ray(folder, out, model=model, device="cpu")
+                    report = derain_with_ray(folder, out, settings=RaySettings(model, "cpu"))
                     assert report.done == count, report.errors
                     on_ray[count] = {
                         "wall_s": round(time.perf_counter() - t0, 2),

@@ -15,23 +15,26 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, Protocol
 
 import numpy as np
 from PIL import Image
 
 from .atomic import atomic_write
 from .errors import OutputError
-from .imaging import gray_range
+from .imaging import gray_range, open_image
 from .video import VIDEO_SUFFIXES
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "MADE_BY_PREFIX",
+    "Files",
     "InputFile",
+    "LocalFiles",
     "check_writable",
     "derained_path",
     "encode_image",
+    "encode_output",
     "expand_inputs",
     "format_for_path",
     "has_glob",
@@ -236,11 +239,12 @@ def _exif_bytes(exif: Image.Exif | bytes | None, made_by: str | None = None) -> 
     return parsed.tobytes()
 
 
-def read_made_by(path: str | os.PathLike[str]) -> str | None:
+def read_made_by(path: str | os.PathLike[str] | BinaryIO) -> str | None:
     """What an earlier run recorded as having made ``path`` (see ``made_by`` of
     :func:`write_image_atomic`), or ``None`` if the file holds no such record.
 
-    Only the header is read. BMP and PPM files cannot hold a record.
+    Only the header is read (``path`` may be a seekable binary file). BMP and PPM files cannot
+    hold a record.
     """
     try:
         with Image.open(path) as im:
@@ -301,10 +305,41 @@ def encode_image(
     exif: Image.Exif | bytes | None = None,
     made_by: str | None = None,
 ) -> bytes:
-    """Encode an image in memory (for writing to stdout), with the same rules as on disk."""
+    """Encode an image in memory: stdout, uploads and output files (:func:`encode_output`)."""
     buf = io.BytesIO()
     _save(image, buf, fmt, quality, icc_profile, exif, made_by)
     return buf.getvalue()
+
+
+def encode_output(
+    image: Image.Image,
+    path: str | os.PathLike[str],
+    quality: int = 95,
+    *,
+    format: str | None = None,
+    **meta: Any,
+) -> bytes:
+    """The bytes of the output file ``path``: every writer of output files encodes here.
+
+    Args:
+        image, path, quality, format: as :func:`write_image_atomic` takes them.
+        meta: ``icc_profile``, ``exif`` and ``made_by``, as :func:`write_image_atomic` takes
+            them.
+
+    Raises:
+        OutputError: one line naming ``path``: no format Pillow writes, or encoding failed.
+    """
+    fmt = format or output_format(Path(path))
+    if fmt not in Image.SAVE:
+        raise OutputError(f"{path}: Pillow cannot write the {fmt} format")
+    try:
+        return encode_image(image, fmt, quality, **meta)
+    except (OSError, ValueError, KeyError) as exc:
+        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
@@ -362,19 +397,84 @@ def write_image_atomic(
         OutputError: one line naming ``path`` when it cannot be written.
     """
     path = Path(path)
-    fmt = format or output_format(path)
-    if fmt not in Image.SAVE:
-        raise OutputError(f"{path}: Pillow cannot write the {fmt} format")
+    data = encode_output(
+        image,
+        path,
+        quality,
+        format=format,
+        icc_profile=icc_profile,
+        exif=exif,
+        made_by=made_by,
+    )
     check_writable(path)
 
     def write(tmp: Path) -> None:
         with open(tmp, "xb") as f:
-            _save(image, f, fmt, quality, icc_profile, exif, made_by)
+            f.write(data)
 
     try:
         return atomic_write(path, write)
     except OutputError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise OutputError(f"{path}: cannot write ({reason})") from exc
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from exc
+
+
+class Files(Protocol):
+    """Where a run reads its inputs and writes its outputs: local paths (:class:`LocalFiles`)
+    or a pyarrow file system (:class:`derain.arrow_files.ArrowFiles`)."""
+
+    def name(self, path: Path) -> str:
+        """How messages name ``path``."""
+        ...
+
+    def open_image(self, path: Path) -> Image.Image:
+        """The image at ``path``, read with :func:`derain.imaging.open_image`."""
+        ...
+
+    def write_image(self, image: Image.Image, path: Path, quality: int = 95, **meta: Any) -> object:
+        """Write an output, complete or not at all; ``meta``: the keywords ``format``,
+        ``icc_profile``, ``exif`` and ``made_by`` of :func:`write_image_atomic`."""
+        ...
+
+    def read_made_by(self, path: Path) -> str | None:
+        """What made the output at ``path`` (see :func:`read_made_by`)."""
+        ...
+
+    def exists(self, path: Path) -> bool:
+        """Whether ``path`` exists."""
+        ...
+
+    def place(self, path: Path) -> tuple[str, str]:
+        """Where ``path`` is (a file system, a key in it): two names of one file, one place.
+
+        Raises:
+            OSError: the path cannot be resolved (a link loop).
+        """
+        ...
+
+    def check_writable(self, path: Path) -> None:
+        """Raise :class:`OutputError` if ``path`` cannot be written, as far as can be told."""
+        ...
+
+
+class LocalFiles:
+    """Files on local paths (or a shared file system mounted on every worker): this module's
+    own reader, writer and checks."""
+
+    open_image = staticmethod(open_image)
+    write_image = staticmethod(write_image_atomic)
+    read_made_by = staticmethod(read_made_by)
+    check_writable = staticmethod(check_writable)
+
+    def name(self, path: Path) -> str:
+        """See :meth:`Files.name`."""
+        return str(path)
+
+    def exists(self, path: Path) -> bool:
+        """See :meth:`Files.exists`."""
+        return path.exists()
+
+    def place(self, path: Path) -> tuple[str, str]:
+        """See :meth:`Files.place`."""
+        return "local", str(Path(path).resolve())

@@ -9,7 +9,8 @@ per call (an image is already cut into tiles by the tile plan, so one image is t
 batch). Each actor opens, derains and writes its images with the run command's own job
 runner, atomically (:mod:`derain.atomic`), so a worker that dies leaves either a complete
 output or none; Ray Data restarts the actor and retries its task. A file that fails comes
-back as a one-line error and the job goes on.
+back as a one-line error and the job goes on. Inputs and outputs may also be on any file system
+pyarrow opens (``s3://``, ``gs://``, ``hdfs://``, ``file://``): see :mod:`derain.arrow_files`.
 
 Needs ``pip install "derain[ray]"``.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -30,14 +32,17 @@ import numpy as np
 
 from .errors import DerainError
 from .inference import DEFAULT_OVERLAP
+from .io_files import Files
 
-__all__ = ["RayReport", "derain_with_ray", "map_deraining"]
+__all__ = ["RayReport", "RaySettings", "derain_with_ray", "map_deraining"]
 
 _INSTALL_HINT = 'pip install "derain[ray]"'
 #: Columns of the rows :func:`map_deraining` reads.
 ROW_COLUMNS = ("source", "relative", "target", "layers")
 #: Joins the layer outputs of a job in the ``layers`` column.
 LAYER_SEPARATOR = "\n"
+#: The first Ray that takes the actor pool's size as ``compute=`` (see :func:`_pool_size`).
+_COMPUTE_SINCE = (2, 51)
 
 
 @dataclass
@@ -66,6 +71,38 @@ class RayReport:
         return len(self.errors)
 
 
+@dataclass(frozen=True)
+class RaySettings:
+    """What each actor runs: the model and settings of ``derain run``, and the pool's size.
+
+    Attributes:
+        model, device, tile, overlap, precision: as ``derain run`` takes them.
+        quality: JPEG/WebP quality of the outputs.
+        workers: actors in the pool (default: one per GPU, else one per ``threads`` CPUs).
+        threads: torch threads and CPUs per CPU actor (default 1).
+    """
+
+    model: str = "danet"
+    device: str = "auto"
+    tile: str = "auto"
+    overlap: int = DEFAULT_OVERLAP
+    precision: str = "auto"
+    quality: int = 95
+    workers: int | None = None
+    threads: int | None = None
+
+    def runner_options(self) -> dict[str, Any]:
+        """The run command's model options."""
+        return {
+            "model": self.model,
+            "device": self.device,
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "fp32": False,
+            "precision": self.precision,
+        }
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -74,13 +111,15 @@ def _import_ray() -> Any:
     return ray
 
 
-def _runner(options: dict[str, Any], quality: int) -> Any:
+def _runner(settings: RaySettings, inputs: Files | None, outputs: Files | None) -> Any:
     """The run command's job runner (loads the model on first use), with no progress bars."""
     from rich.progress import Progress
 
     from .cli.run import _Runner
 
-    return _Runner(options, quality, Progress(disable=True))
+    progress = Progress(disable=True)
+    options = settings.runner_options()
+    return _Runner(options, settings.quality, progress, inputs=inputs, outputs=outputs)
 
 
 class _Lines:
@@ -102,12 +141,11 @@ class _Lines:
 class _DerainActor:
     """One model per actor, loaded once; derains and writes each row it is given."""
 
-    def __init__(self, options: dict[str, Any], quality: int, threads: int | None) -> None:
+    def __init__(self, settings: RaySettings, inputs: Files | None, outputs: Files | None) -> None:
         import torch
 
-        if threads:
-            torch.set_num_threads(threads)
-        self.runner = _runner(options, quality)
+        torch.set_num_threads(settings.threads or 1)
+        self.runner = _runner(settings, inputs, outputs)
         self.runner.deraining()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
@@ -124,44 +162,41 @@ class _DerainActor:
                 self.runner.process(job)
                 errors.append("")
             except Exception as exc:  # one bad file must not stop the job
-                errors.append(describe(exc, job.name))
+                errors.append(describe(exc, self.runner.inputs.name(job.source.path)))
             names.append(str(source))
         return {"source": names, "error": errors}
 
 
-def _options(model: str, device: str, tile: str, overlap: int, precision: str) -> dict[str, Any]:
-    """The run command's model options."""
-    return {
-        "model": model,
-        "device": device,
-        "tile": tile,
-        "overlap": overlap,
-        "fp32": False,
-        "precision": precision,
-    }
-
-
-def _pool(ray: Any, threads: int | None, workers: int | None) -> tuple[int, dict[str, float]]:
+def _pool(ray: Any, settings: RaySettings) -> tuple[int, dict[str, float]]:
     """How many actors, and what each one reserves: a GPU each if the cluster has GPUs."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     if gpus:
-        return workers or gpus, {"num_gpus": 1.0}
-    per_actor = threads or 1
-    return workers or max(1, int(resources.get("CPU", 1)) // per_actor), {"num_cpus": per_actor}
+        return settings.workers or gpus, {"num_gpus": 1.0}
+    per_actor = settings.threads or 1
+    count = settings.workers or max(1, int(resources.get("CPU", 1)) // per_actor)
+    return count, {"num_cpus": per_actor}
+
+
+def _pool_size(ray: Any, count: int) -> dict[str, Any]:
+    """The ``map_batches`` argument for a pool of ``count`` actors, in the form this Ray wants.
+
+    Ray 2.51 deprecated ``concurrency=`` for ``compute=ActorPoolStrategy(size=...)``, and Ray
+    2.9 to 2.50 logged the opposite deprecation; each version gets the form it does not warn
+    about.
+    """
+    version = tuple(int(part) for part in re.findall(r"\d+", ray.__version__)[:2])
+    if version >= _COMPUTE_SINCE:
+        return {"compute": ray.data.ActorPoolStrategy(size=count)}
+    return {"concurrency": count}
 
 
 def map_deraining(
     dataset: Any,
+    settings: RaySettings | None = None,
     *,
-    model: str = "danet",
-    device: str = "auto",
-    tile: str = "auto",
-    overlap: int = DEFAULT_OVERLAP,
-    precision: str = "auto",
-    quality: int = 95,
-    workers: int | None = None,
-    threads: int | None = None,
+    input_filesystem: Any = None,
+    output_filesystem: Any = None,
 ) -> Any:
     """Map :class:`derain.Deraining` over a Ray dataset of jobs, one model per actor.
 
@@ -169,23 +204,30 @@ def map_deraining(
         dataset: a ``ray.data.Dataset`` with the string columns ``source`` (input file),
             ``relative`` (its name under the input root), ``target`` (output file) and
             ``layers`` (``--save-rain`` outputs joined by newlines, or an empty string).
-        model, device, tile, overlap, precision: as ``derain run`` takes them.
-        quality: JPEG/WebP quality of the outputs.
-        workers: actors in the pool (default: one per GPU, else one per ``threads`` CPUs).
-        threads: torch threads and CPUs per CPU actor (default 1).
+        settings: the model, its settings and the pool (default: :class:`RaySettings`).
+        input_filesystem, output_filesystem: :class:`pyarrow.fs.FileSystem` objects the
+            ``source`` and the ``target``/``layers`` paths are in (default: local paths).
 
     Returns:
         A lazy dataset with one row per input: ``source`` and ``error`` (empty when it worked).
     """
-    ray = _import_ray()
-    count, reserve = _pool(ray, threads, workers)
-    options = _options(model, device, tile, overlap, precision)
+    from .arrow_files import ArrowFiles
+
+    inputs = ArrowFiles(input_filesystem) if input_filesystem is not None else None
+    outputs = ArrowFiles(output_filesystem) if output_filesystem is not None else None
+    return _map(_import_ray(), dataset, settings or RaySettings(), inputs, outputs)
+
+
+def _map(
+    ray: Any, dataset: Any, settings: RaySettings, inputs: Files | None, outputs: Files | None
+) -> Any:
+    count, reserve = _pool(ray, settings)
     return dataset.map_batches(
         _DerainActor,
-        fn_constructor_kwargs={"options": options, "quality": quality, "threads": threads or 1},
+        fn_constructor_kwargs={"settings": settings, "inputs": inputs, "outputs": outputs},
         batch_size=1,
         batch_format="numpy",
-        concurrency=count,
+        **_pool_size(ray, count),
         **reserve,
     )
 
@@ -206,76 +248,75 @@ def derain_with_ray(
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
     *,
+    settings: RaySettings | None = None,
     address: str | None = None,
     recursive: bool = False,
     overwrite: bool = False,
     save_rain: bool = False,
-    model: str = "danet",
-    device: str = "auto",
-    tile: str = "auto",
-    overlap: int = DEFAULT_OVERLAP,
-    precision: str = "auto",
-    quality: int = 95,
-    workers: int | None = None,
-    threads: int | None = None,
+    input_filesystem: Any = None,
+    output_filesystem: Any = None,
     on_error: Callable[[str], None] | None = None,
 ) -> RayReport:
     """Derain folders, globs or files into ``output`` on a Ray cluster.
 
     Args:
-        inputs: what ``derain run`` takes (files, folders, globs).
-        output: the output folder; the input tree is mirrored in it.
+        inputs: what ``derain run`` takes (files, folders, globs), or folders and files on a
+            pyarrow file system: URIs (``s3://bucket/photos``, ``gs://...``, ``file://...``)
+            or paths in ``input_filesystem``.
+        output: the output folder (a local path, a URI, or a path in ``output_filesystem``);
+            the input tree is mirrored in it.
+        settings: the model, its settings and the pool (default: :class:`RaySettings`).
         address: a Ray cluster (``ray://host:10001``, ``host:6379`` or ``auto``); ``None``
             uses the Ray this process is connected to, or starts a local one for the call.
-        recursive, overwrite, save_rain, model, device, tile, overlap, precision, quality:
-            as ``derain run`` takes them.
-        workers, threads: see :func:`map_deraining`.
+        recursive, overwrite, save_rain: as ``derain run`` takes them.
+        input_filesystem, output_filesystem: :class:`pyarrow.fs.FileSystem` objects (an S3
+            file system with its own endpoint or keys, an fsspec one in
+            :class:`pyarrow.fs.PyFileSystem`) to use instead of a URI's scheme. They are
+            pickled to the workers, so each must reach the same files from every machine.
         on_error: called with each error line as it happens.
 
     Returns:
         A :class:`RayReport`; images that failed are in ``errors``, not raised.
 
     Raises:
-        DerainError: Ray is not installed or cannot be reached, or the arguments contradict
-            each other (as in ``derain run``).
+        DerainError: Ray is not installed or cannot be reached, a file system cannot be
+            opened, or the arguments contradict each other (as in ``derain run``).
     """
-    from .cli.batch import plan_jobs
+    from .arrow_files import is_uri
+    from .cli.batch import plan_file_system_jobs, plan_jobs
     from .cli.run import _select
 
+    settings = settings or RaySettings()
     start = time.perf_counter()
     specs = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     specs = [os.fspath(s) for s in specs]
     out = os.fspath(output)
-    if not out.endswith(("/", os.sep)) and not Path(out).is_dir():
-        out += os.sep  # always a folder, even for one input file
-    plan = plan_jobs(specs, out, recursive, save_rain)
+    given = input_filesystem is not None or output_filesystem is not None
+    in_files = out_files = None
+    if given or is_uri(out) or any(is_uri(s) for s in specs):
+        plan, in_files, out_files = plan_file_system_jobs(
+            specs, out, recursive, save_rain, input_filesystem, output_filesystem
+        )
+    else:
+        if not out.endswith(("/", os.sep)) and not Path(out).is_dir():
+            out += os.sep  # always a folder, even for one input file
+        plan = plan_jobs(specs, out, recursive, save_rain)
     report = RayReport()
     lines = _Lines(report, on_error)
     for line in plan.errors:
         lines.error(line)
     counts: Counter[str] = Counter()
     # The driver loads the model only if outputs exist (to see which model made them).
-    runner = _runner(_options(model, device, tile, overlap, precision), quality)
+    runner = _runner(settings, in_files, out_files)
     todo = _select(plan.jobs, runner, overwrite, lines, counts, False)
     report.skipped = counts["skipped"]
     del runner
     if todo:
         ray = _import_ray()
         with _connected(ray, address):
-            count, _ = _pool(ray, threads, workers)
-            report.workers = count
+            report.workers = _pool(ray, settings)[0]
             dataset = ray.data.from_items(_rows(todo), override_num_blocks=len(todo))
-            results = map_deraining(
-                dataset,
-                model=model,
-                device=device,
-                tile=tile,
-                overlap=overlap,
-                precision=precision,
-                quality=quality,
-                workers=count,
-                threads=threads,
-            )
+            results = _map(ray, dataset, settings, in_files, out_files)
             for row in results.iter_rows():
                 if row["error"]:
                     lines.error(row["error"])

@@ -104,10 +104,45 @@ def test_cli_local_ray_matches_local_run(tmp_path: Path, model_dir: Path, token:
     assert proc.returncode == 1, proc.stderr
     assert "broken.png: not an image file" in proc.stderr
     assert "done 4, skipped 0, failed 1" in proc.stderr
+    assert "deprecated" not in proc.stderr  # Ray Data's warning about map_batches arguments
     for i in range(4):
         a = np.asarray(Image.open(tmp_path / "a" / f"im{i:02d}.png"), dtype=int)
         b = np.asarray(Image.open(tmp_path / "b" / f"im{i:02d}.png"), dtype=int)
         assert np.abs(a - b).max() <= 1  # within 1/255
+
+
+def test_cli_file_uris_on_ray(tmp_path: Path, model_dir: Path, token: str) -> None:
+    """`derain file://IN -o file://OUT --ray`: inputs listed and read, outputs written through
+    pyarrow's file system, a bad file named in one line; a rerun skips every output (and, with
+    nothing to do, does not start Ray)."""
+    _images(tmp_path / "in" / "sub", 3, (24, 40))
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    source, target = (tmp_path / "in").as_uri(), (tmp_path / "out").as_uri()
+    common = ["-m", str(model_dir), "--tile", "64", "--device", "cpu", "--precision", "fp32"]
+    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="dr", dir="/tmp")}
+    cmd = [sys.executable, "-m", "derain", source, "-o", target, "-r", *common, "--ray"]
+    try:
+        first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=JOB_WAIT_S)
+    finally:
+        _wait_none_left(token)
+        shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+    assert first.returncode == 1, first.stderr
+    assert f"{tmp_path / 'in' / 'broken.png'}: not an image file" in first.stderr
+    assert "done 3, skipped 0, failed 1" in first.stderr
+    local = tmp_path / "local"
+    result = CliRunner().invoke(
+        app, ["run", str(tmp_path / "in" / "sub"), "-o", str(local), *common]
+    )
+    for i in range(3):
+        a = np.asarray(Image.open(local / f"im{i:02d}.png"), dtype=int)
+        b = np.asarray(Image.open(tmp_path / "out" / "sub" / f"im{i:02d}.png"), dtype=int)
+        assert np.abs(a - b).max() <= 1
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.name.startswith(".")]
+    (tmp_path / "in" / "broken.png").unlink()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=JOB_WAIT_S)
+    assert again.returncode == 0, again.stderr
+    assert "done 0, skipped 3, failed 0" in again.stderr
+    assert result.exit_code == 0
 
 
 def _kill_one_worker_mid_job(token: str, out: Path, total: int, killed: list[int]) -> None:
@@ -126,7 +161,7 @@ def _kill_one_worker_mid_job(token: str, out: Path, total: int, killed: list[int
 def test_worker_killed_mid_job_and_rerun(tmp_path: Path, token: str) -> None:
     """A worker killed mid-job: the job still ends with every output complete; a rerun
     after losing some outputs does only those."""
-    from derain.ray_batch import derain_with_ray
+    from derain.ray_batch import RaySettings, derain_with_ray
 
     total = 10
     _images(tmp_path / "in", total, (192, 256))
@@ -134,7 +169,7 @@ def test_worker_killed_mid_job_and_rerun(tmp_path: Path, token: str) -> None:
     # The full-size architecture (random weights): slow enough per image to kill mid-job.
     derain.save_pretrained(DANet(DANetConfig()), tmp_path / "model")
     out = tmp_path / "out"
-    options = {"model": str(tmp_path / "model"), "device": "cpu", "tile": "none"}
+    settings = RaySettings(model=str(tmp_path / "model"), device="cpu", tile="none")
     temp = tempfile.mkdtemp(prefix="dr", dir="/tmp")
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, logging_level="warning")
     try:
@@ -143,7 +178,7 @@ def test_worker_killed_mid_job_and_rerun(tmp_path: Path, token: str) -> None:
             target=_kill_one_worker_mid_job, args=(token, out, total, killed), daemon=True
         )
         killer.start()
-        report = derain_with_ray(tmp_path / "in", out, **options)
+        report = derain_with_ray(tmp_path / "in", out, settings=settings)
         killer.join(timeout=JOB_WAIT_S)
         assert killed, "the job ended before a worker could be killed"
         assert (report.done, report.failed) == (total, 0), report.errors
@@ -154,7 +189,7 @@ def test_worker_killed_mid_job_and_rerun(tmp_path: Path, token: str) -> None:
         assert not [p for p in out.iterdir() if p.suffix == ".tmp"]
         for i in (1, 4, 7):
             (out / f"im{i:02d}.png").unlink()
-        again = derain_with_ray(tmp_path / "in", out, **options)
+        again = derain_with_ray(tmp_path / "in", out, settings=settings)
         assert (again.done, again.skipped, again.failed) == (3, total - 3, 0)
     finally:
         ray.shutdown()

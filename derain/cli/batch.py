@@ -6,9 +6,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import OutputError
-from ..io_files import InputFile, derained_path, expand_inputs, has_glob, output_format
+from ..io_files import (
+    Files,
+    InputFile,
+    LocalFiles,
+    derained_path,
+    expand_inputs,
+    has_glob,
+    output_format,
+)
 from ..video import VIDEO_SUFFIXES, is_video_name
 from .common import UsageProblem
 
@@ -135,6 +144,15 @@ def _is_own_output(path: Path, stems: set[str]) -> bool:
     )
 
 
+def _without_own_outputs(files: list[InputFile]) -> list[InputFile]:
+    """``files`` less the outputs of earlier runs beside their inputs (never inputs, with or
+    without -o)."""
+    stems: dict[Path, set[str]] = {}
+    for f in files:
+        stems.setdefault(f.path.parent, set()).add(f.path.stem)
+    return [f for f in files if not _is_own_output(f.path, stems[f.path.parent])]
+
+
 def plan_jobs(inputs: Sequence[str], output: str | None, recursive: bool, save_rain: bool) -> Plan:
     """Work out every (input, output) pair before anything is written.
 
@@ -149,7 +167,7 @@ def plan_jobs(inputs: Sequence[str], output: str | None, recursive: bool, save_r
         plan = _single_plan(Path(inputs[0]), output, save_rain)
     else:
         plan = _batch_plan(inputs, output, recursive, save_rain)
-    seen: dict[Path, Job] = {}
+    seen: dict[Path, str] = {}
     jobs: list[Job] = []
     errors = list(plan.errors)
     for job in plan.jobs:
@@ -165,15 +183,22 @@ def plan_jobs(inputs: Sequence[str], output: str | None, recursive: bool, save_r
             )
             continue
         for out, key, clash in keys:
-            if clash:
-                raise UsageProblem(f"{out}: output would overwrite the input; choose another -o")
-            if key in seen:
-                raise UsageProblem(
-                    f"{out}: both {seen[key].name} and {job.name} would be written here"
-                )
-            seen[key] = job
+            _claim(seen, key, str(out), job.name, clash)
         jobs.append(job)
     return Plan(jobs, errors, plan.single)
+
+
+def _claim(seen: dict[Any, str], key: Any, output: str, name: str, clash: bool) -> None:
+    """Record that input ``name`` writes ``output`` (compared as ``key``).
+
+    Raises:
+        UsageProblem: the output is the input itself (``clash``), or another input's output.
+    """
+    if clash:
+        raise UsageProblem(f"{output}: output would overwrite the input; choose another -o")
+    if key in seen:
+        raise UsageProblem(f"{output}: both {seen[key]} and {name} would be written here")
+    seen[key] = name
 
 
 def _batch_plan(
@@ -186,14 +211,85 @@ def _batch_plan(
         raise UsageProblem(f"{output}: is a file; with several inputs -o must be a folder")
     files, errors = expand_inputs(inputs, recursive, exclude=out_dir)
     jobs = []
-    # Outputs of earlier runs beside their inputs are never inputs, with or without -o.
-    stems: dict[Path, set[str]] = {}
-    for f in files:
-        stems.setdefault(f.path.parent, set()).add(f.path.stem)
-    files = [f for f in files if not _is_own_output(f.path, stems[f.path.parent])]
-    for f in files:
+    for f in _without_own_outputs(files):
         target = out_dir / f.relative if out_dir is not None else derained_path(f.path)
         jobs.append(Job(f, target, _layers(target, f.path.stem, save_rain)))
     # One path that is neither a folder nor a pattern (a missing file) reads as a single image.
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and not has_glob(inputs[0])
     return Plan(jobs, errors, single=single)
+
+
+def plan_file_system_jobs(
+    inputs: Sequence[str],
+    output: str,
+    recursive: bool,
+    save_rain: bool,
+    input_filesystem: Any = None,
+    output_filesystem: Any = None,
+) -> tuple[Plan, Files, Files]:
+    """:func:`plan_jobs` for inputs or an output folder on pyarrow file systems (URIs).
+
+    The same output names (the output folder mirrors the input tree), outputs of earlier runs
+    are never inputs, no output may overwrite an input and no two inputs may share an output.
+    A side given as a local path stays local (globs included).
+
+    Args:
+        inputs: folders or files: all URIs (``s3://bucket/in``), all local paths, or paths in
+            ``input_filesystem``.
+        output: the output folder: a URI, a local path, or a path in ``output_filesystem``.
+        recursive, save_rain: as :func:`plan_jobs`.
+        input_filesystem, output_filesystem: :class:`pyarrow.fs.FileSystem` objects to use
+            instead of the URIs' schemes.
+
+    Returns:
+        The plan, and where its inputs are read and its outputs written.
+
+    Raises:
+        UsageProblem: inputs on several file systems, a mix of URIs and local paths, or an
+            output that would overwrite an input.
+        DerainError: a file system that cannot be opened.
+    """
+    from ..arrow_files import ArrowFiles, is_uri, list_images, resolve
+
+    in_files: Files = LocalFiles()
+    remote = [is_uri(spec) for spec in inputs]
+    if input_filesystem is None and any(remote) and not all(remote):
+        raise UsageProblem("inputs: give all of them as URIs or all as local paths")
+    roots = []
+    if input_filesystem is not None or any(remote):
+        found = [resolve(spec, input_filesystem) for spec in inputs]
+        if any(not fs.equals(found[0][0]) for fs, _ in found):
+            raise UsageProblem("inputs: all must be on one file system; run one job for each")
+        in_files, roots = ArrowFiles(found[0][0]), [path for _, path in found]
+    out_files: Files = LocalFiles()
+    out_root = output
+    if output_filesystem is not None or is_uri(output):
+        out_fs, out_root = resolve(output, output_filesystem)
+        out_files = ArrowFiles(out_fs)
+    out_kind = out_files.place(Path(out_root))[0]
+    if roots:
+        same = in_files.place(Path(roots[0]))[0] == out_kind
+        files, errors = list_images(in_files, roots, recursive, out_root if same else None)
+    else:
+        local_out = Path(out_root) if out_kind == "local" else None
+        files, errors = expand_inputs(inputs, recursive, local_out)
+    seen: dict[tuple[str, str], str] = {}
+    jobs: list[Job] = []
+    for f in _without_own_outputs(files):
+        target = Path(out_root) / f.relative
+        job = Job(f, target, _layers(target, f.path.stem, save_rain))
+        name = in_files.name(f.path)
+        if job.is_video:
+            errors.append(f"{name}: videos are derained only from and to local folders")
+            continue
+        _check_format(job)
+        try:
+            source = in_files.place(f.path)
+            keys = [(out, out_files.place(out)) for out in job.outputs()]
+        except (OSError, RuntimeError) as exc:  # RuntimeError: Python < 3.13 on a link loop
+            errors.append(f"{name}: cannot resolve ({_first(exc)})")
+            continue
+        for out, key in keys:
+            _claim(seen, key, out_files.name(out), name, key == source)
+        jobs.append(job)
+    return Plan(jobs, errors, single=False), in_files, out_files

@@ -18,9 +18,14 @@ def run_on_ray(
     output: str | None,
     *,
     address: str | None,
-    **options: Any,
+    recursive: bool,
+    overwrite: bool,
+    save_rain: bool,
+    **settings: Any,
 ) -> None:
     """Run the job with :func:`derain.ray_batch.derain_with_ray`; report as ``derain run`` does.
+
+    ``settings`` are the fields of :class:`derain.ray_batch.RaySettings`.
 
     Raises:
         UsageProblem: stdin/stdout, or no ``-o`` folder (outputs must go where every worker
@@ -29,13 +34,22 @@ def run_on_ray(
     """
     if STDIO in inputs or output in (None, STDIO):
         raise UsageProblem("--ray: needs input files or folders and an -o output folder")
-    from ..ray_batch import derain_with_ray
+    from ..ray_batch import RaySettings, derain_with_ray
 
     # Ray Data logs its progress every few seconds; the command reports per file instead.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     where = address or "a local Ray"
     reporter.info(f"running on {where}")
-    report = derain_with_ray(inputs, output, address=address, on_error=reporter.error, **options)
+    report = derain_with_ray(
+        inputs,
+        output,
+        settings=RaySettings(**settings),
+        address=address,
+        recursive=recursive,
+        overwrite=overwrite,
+        save_rain=save_rain,
+        on_error=reporter.error,
+    )
     for line in report.notes:
         reporter.info(line)
     reporter.info(

@@ -10,10 +10,11 @@ import typer
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..arrow_files import is_uri
 from ..errors import ImageError, OutputError
 from ..imaging import open_image
 from ..inference import Deraining
-from ..io_files import check_writable, encode_image, read_made_by, write_image_atomic
+from ..io_files import Files, LocalFiles, encode_image
 from ..tiling import DEFAULT_OVERLAP
 from . import LOCAL_RAY
 from .batch import Job, plan_jobs
@@ -52,7 +53,11 @@ def _read_stdin() -> Image.Image:
 
 
 class _Runner:
-    """Runs the jobs one by one; the model is loaded only when a job needs it."""
+    """Runs the jobs one by one; the model is loaded only when a job needs it.
+
+    Images are read through ``inputs`` and written through ``outputs`` (local paths unless
+    given: a Ray job's may be on a pyarrow file system).
+    """
 
     def __init__(
         self,
@@ -60,10 +65,14 @@ class _Runner:
         quality: int,
         progress: Progress,
         video: dict[str, Any] | None = None,
+        inputs: Files | None = None,
+        outputs: Files | None = None,
     ) -> None:
         self.options = options
         self.quality = quality
         self.video = video or {}
+        self.inputs = inputs or LocalFiles()
+        self.outputs = outputs or LocalFiles()
         self.progress = progress
         self.tiles = progress.add_task("tiles", visible=False, total=None)
         self._deraining: Deraining | None = None
@@ -102,7 +111,7 @@ class _Runner:
             self.process_video(job)
             return
         deraining = self.deraining()
-        image = open_image(job.source.path) if job.source else _read_stdin()
+        image = self.inputs.open_image(job.source.path) if job.source else _read_stdin()
         self.progress.update(self.tiles, description=f"  {job.name}", completed=0, visible=False)
         result = deraining.run(
             image, return_layers="view" if job.layers else False, progress=self._on_tile
@@ -120,11 +129,12 @@ class _Runner:
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
             return
-        write_image_atomic(derained, job.target, self.quality, **meta)
+        write = self.outputs.write_image
+        write(derained, job.target, self.quality, **meta)
         if job.layers is not None:
             made_by = deraining.made_by
-            write_image_atomic(result.rain, job.layers[0], format="PNG", made_by=made_by)
-            write_image_atomic(result.mask, job.layers[1], format="PNG", made_by=made_by)
+            write(result.rain, job.layers[0], format="PNG", made_by=made_by)
+            write(result.mask, job.layers[1], format="PNG", made_by=made_by)
 
     def stale_reason(self, job: Job) -> str | None:
         """Why existing outputs must be redone: another model made them (``None``: keep them).
@@ -132,7 +142,7 @@ class _Runner:
         Outputs with no record (BMP, PPM, or written by an older derain) are kept.
         """
         assert job.target is not None
-        recorded = read_made_by(job.target)
+        recorded = self.outputs.read_made_by(job.target)
         if recorded is None or f"sha256:{self.deraining().weights_sha256}" in recorded:
             return None
         return f"redoing {job.target}: it was made by another model ({recorded})"
@@ -224,6 +234,9 @@ def run(
                 precision="fp32" if fp32 else precision,
             )
             return
+        uris = [spec for spec in (*inputs, output or "") if is_uri(spec)]
+        if uris:
+            raise UsageProblem(f"{uris[0]}: file system URIs are read and written with --ray")
         plan = plan_jobs(inputs, output, recursive, save_rain)
         if any(job.target is None for job in plan.jobs) and stdout_is_terminal():
             raise UsageProblem(
@@ -291,7 +304,8 @@ def _select(
     every output is checked to be writable before any image is derained."""
     todo = []
     for job in jobs:
-        if job.target is not None and not overwrite and all(p.exists() for p in job.outputs()):
+        exists = runner.outputs.exists
+        if job.target is not None and not overwrite and all(exists(p) for p in job.outputs()):
             reason = runner.stale_reason(job)
             if reason is None:
                 counts["skipped"] += 1
@@ -301,7 +315,7 @@ def _select(
             reporter.info(reason)
         try:
             for out in job.outputs():
-                check_writable(out)
+                runner.outputs.check_writable(out)
         except OutputError as exc:
             counts["failed"] += 1
             reporter.error(describe(exc, job.name), exc)
