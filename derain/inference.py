@@ -8,10 +8,10 @@ import functools
 import hashlib
 import numbers
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import numpy as np
 import torch
@@ -33,8 +33,11 @@ from .tiling import (
     parse_tile,
     run_tiled,
 )
-from .video import Deflicker, derain_frames, derain_video
+from .video import Deflicker, VideoOptions, derain_frames, derain_video
 from .weights import resolve_model, save_pretrained
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["DEFAULT_OVERLAP", "MIN_TILE", "DerainResult", "Deraining", "resolve_device"]
 
@@ -409,22 +412,16 @@ class Deraining:
         self,
         src: str | os.PathLike[str],
         dst: str | os.PathLike[str],
-        *,
-        rain: str | os.PathLike[str] | None = None,
-        codec: str | None = None,
-        crf: int | None = None,
-        deflicker: Deflicker | None = None,
-        progress: Callable[[int, int | None], None] | None = None,
+        **options: Unpack[VideoOptions],
     ) -> Path:
         """Derain a video file into ``dst`` (needs ``pip install 'derain[video]'``).
 
         Keeps size, timestamps (variable frame rate too), rotation, pixel aspect and colour
-        tags; copies the audio untouched; writes atomically. See
-        :func:`derain.video.derain_video` for the arguments.
+        tags; copies the audio untouched; writes atomically. The keyword options (``rain``,
+        ``codec``, ``crf``, ``deflicker``, ``progress``) are those of
+        :func:`derain.video.derain_video`.
         """
-        return derain_video(
-            self, src, dst, rain=rain, codec=codec, crf=crf, deflicker=deflicker, progress=progress
-        )
+        return derain_video(self, src, dst, **options)
 
     def save_pretrained(
         self, directory: str | os.PathLike[str], variant: str | None = None

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -41,6 +41,7 @@ __all__ = [
     "Deflicker",
     "VideoError",
     "VideoInfo",
+    "VideoOptions",
     "derain_frames",
     "derain_video",
     "is_video_name",
@@ -427,6 +428,16 @@ def _decode(src: Path, container: Any, stream: Any, put: Callable[[Any], None]) 
         raise VideoError(f"{src}: no video frames (the video stream is empty)")
     if stream.frames and index < stream.frames:
         raise VideoError(f"{src}: truncated: {index} of the {stream.frames} declared frames decode")
+
+
+class VideoOptions(TypedDict, total=False):
+    """The keyword options of :func:`derain_video`, for :meth:`Deraining.run_video`."""
+
+    rain: str | os.PathLike[str] | None
+    codec: str | None
+    crf: int | None
+    deflicker: Deflicker | None
+    progress: Callable[[int, int | None], None] | None
 
 
 def derain_video(
