@@ -151,7 +151,7 @@ def export_onnx(
     # Export from a float32 CPU copy: the caller's model is left as it was.
     cpu = DANet(cfg)
     cpu.load_state_dict(net.state_dict())
-    wrapper = _Outputs(cpu.eval())
+    wrapper = _Outputs(cpu).eval()  # the wrapper too, or torch warns of training mode
     m = net.size_multiple
     dim = torch.export.Dim
     h, w = dim("h_units", min=1, max=MAX_SIDE_UNITS), dim("w_units", min=1, max=MAX_SIDE_UNITS)

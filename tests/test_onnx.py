@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,10 @@ runner = CliRunner()
 def exported(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model of ``model_dir`` exported with ``derain export``."""
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    result = runner.invoke(app, with_default_verb(["export", str(model_dir), "-o", str(out)]))
+    with warnings.catch_warnings():
+        # A user must not be told the model is exported in training mode: it is not.
+        warnings.filterwarnings("error", message=".*training mode.*")
+        result = runner.invoke(app, with_default_verb(["export", str(model_dir), "-o", str(out)]))
     assert result.exit_code == 0, result.output
     return out
 
