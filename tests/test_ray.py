@@ -1,7 +1,8 @@
-"""Batch deraining on Ray: local Ray with 2 CPUs, a worker killed mid-job, reruns, no leftovers.
+"""Batch deraining on Ray: local Ray with 2 CPUs, a worker killed mid-job, reruns, no leftovers,
+``file://`` URIs through pyarrow.
 
-Ray is heavy (each start spawns a GCS, a raylet and worker processes), so there are only two
-tests, one Ray start each. Every process Ray starts here inherits a unique environment
+Ray is heavy (each start spawns a GCS, a raylet and worker processes), so only three tests
+start it, once each. Every process Ray starts here inherits a unique environment
 variable; the tests look for it in ``/proc`` to find workers to kill and to check that none
 is left behind.
 """
@@ -194,3 +195,18 @@ def test_worker_killed_mid_job_and_rerun(tmp_path: Path, token: str) -> None:
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_pool_size_in_the_form_each_ray_wants() -> None:
+    """Ray 2.51+ deprecates ``concurrency=`` (a warning line on every job); older Ray
+    deprecates ``compute=``. Each gets the form it does not warn about."""
+    from types import SimpleNamespace
+
+    from derain.ray_batch import _pool_size
+
+    assert _pool_size(SimpleNamespace(__version__="2.40.0"), 3) == {"concurrency": 3}
+    if tuple(int(part) for part in ray.__version__.split(".")[:2]) < (2, 51):
+        pytest.skip(f"Ray {ray.__version__} takes concurrency=")
+    (key, strategy), *_ = _pool_size(ray, 3).items()
+    assert key == "compute" and isinstance(strategy, ray.data.ActorPoolStrategy)
+    assert strategy.min_size == strategy.max_size == 3
