@@ -303,8 +303,8 @@ def _select(
     """The jobs to run: outputs that exist are skipped (unless another model made them), and
     every output is checked to be writable before any image is derained."""
     todo = []
+    exists = runner.outputs.exists
     for job in jobs:
-        exists = runner.outputs.exists
         if job.target is not None and not overwrite and all(exists(p) for p in job.outputs()):
             reason = runner.stale_reason(job)
             if reason is None:
