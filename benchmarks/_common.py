@@ -176,6 +176,30 @@ def time_runs(fn: Callable[[], Any], device: torch.device, warmup: int, runs: in
     }
 
 
+def time_interleaved(fns: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict:
+    """Seconds per call of each function, called in turn ``runs`` times (a slow spell hits all)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    with Contention() as busy:
+        for _ in range(runs):
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {
+        name: {
+            "median_s": round(statistics.median(t), 4),
+            "min_s": round(min(t), 4),
+            "max_s": round(max(t), 4),
+            "runs": runs,
+            "other_cpu_share": busy.share,
+        }
+        for name, t in times.items()
+    }
+
+
 def results_path(args: argparse.Namespace, device: torch.device) -> Path:
     return args.out or RESULTS_DIR / f"{machine_slug(device)}.json"
 

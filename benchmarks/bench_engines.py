@@ -12,14 +12,13 @@ Needs the onnx extra (pip install -e ".[onnx]").
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import Contention, add_common_args, save_section, setup
+from _common import add_common_args, save_section, setup, time_interleaved
 
 from derain import Deraining, export_onnx
 from derain.onnx_model import OnnxModel
@@ -42,29 +41,6 @@ def _forward_fns(deraining: Deraining, onnx: OnnxModel, size: int) -> dict:
             net(x)
 
     return {"pytorch_fp32": fp32, "pytorch_bf16": bf16, "onnxruntime_cpu": lambda: onnx.run(x_np)}
-
-
-def _interleaved(fns: dict, warmup: int, runs: int) -> dict:
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    with Contention() as busy:
-        for _ in range(runs):
-            for name, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    return {
-        name: {
-            "median_s": round(statistics.median(t), 4),
-            "min_s": round(min(t), 4),
-            "max_s": round(max(t), 4),
-            "runs": runs,
-            "other_cpu_share": busy.share,
-        }
-        for name, t in times.items()
-    }
 
 
 def main() -> None:
@@ -101,7 +77,7 @@ def main() -> None:
             agreement[f"{h}x{w}"] = float(np.abs(got - ref).max())
         print(f"max abs difference ONNX Runtime vs PyTorch fp32: {agreement}")
 
-        forward = _interleaved(_forward_fns(by_torch, onnx, args.size), 1, runs)
+        forward = time_interleaved(_forward_fns(by_torch, onnx, args.size), 1, runs)
         image = np.random.default_rng(0).integers(0, 256, (750, 1000, 3), dtype=np.uint8)
         by_bf16 = Deraining(by_torch.model, device="cpu", dtype=torch.bfloat16)
         run_fns = {
@@ -109,7 +85,7 @@ def main() -> None:
             "pytorch_bf16": lambda: by_bf16.run(image),
             "onnxruntime_cpu": lambda: by_onnx.run(image),
         }
-        end_to_end = _interleaved(run_fns, 0, max(1, runs // 2))
+        end_to_end = time_interleaved(run_fns, 0, max(1, runs // 2))
     for name in forward:
         print(
             f"{name}: forward {args.size}² {forward[name]['median_s']:.3f} s, "

@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import statistics
 import sys
-import time
 import types
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import Contention, add_common_args, save_section, setup
+from _common import add_common_args, save_section, setup, time_interleaved
 
 from derain import create_model
 from derain.inference import Deraining
@@ -67,29 +65,6 @@ def load_official(folder: Path) -> torch.nn.Module:
 
 def parameters(net: torch.nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
-
-
-def interleaved(fns: dict[str, Callable[[], object]], warmup: int, runs: int) -> dict[str, dict]:
-    """Median/min seconds of each function, calling them in turn ``runs`` times."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    with Contention() as busy:
-        for _ in range(runs):
-            for name, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    return {
-        name: {
-            "median_s": round(statistics.median(t), 4),
-            "min_s": round(min(t), 4),
-            "runs": runs,
-            "other_cpu_share": busy.share,
-        }
-        for name, t in times.items()
-    }
 
 
 def main() -> None:
@@ -140,7 +115,7 @@ def main() -> None:
     result = {
         "size": args.size,
         "parameters": {"official DANet()": parameters(official), "danet-plus": parameters(ours)},
-        "times": interleaved(fns, warmup=1 if args.quick else 2, runs=runs),
+        "times": time_interleaved(fns, warmup=1 if args.quick else 2, runs=runs),
     }
     base = result["times"]["official DANet() fp32 forward"]["median_s"]
     for name, t in result["times"].items():
