@@ -15,13 +15,14 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("example", ["rocket_rain.png", "rocket_heavy_rain.png"])
 @pytest.mark.parametrize("name", list_models())
-def test_shipped_weights_bring_the_example_closer_to_clean(name: str) -> None:
+def test_shipped_weights_bring_the_example_closer_to_clean(name: str, example: str) -> None:
     try:
         derain = Deraining(name, device="cpu")
     except WeightsNotAvailableError:
         pytest.skip(f"no shipped {name} weights")
-    rainy, clean = EXAMPLES / "rocket_rain.png", EXAMPLES / "rocket_clean.png"
+    rainy, clean = EXAMPLES / example, EXAMPLES / "rocket_clean.png"
     (before,) = evaluate(None, [(rainy, clean)]).scores
     (after,) = evaluate(derain, [(rainy, clean)]).scores
     assert after.psnr > before.psnr
