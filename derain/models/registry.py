@@ -73,11 +73,11 @@ _MODELS: dict[str, ModelInfo] = {
             paper_gmacs_512=48.8,
             weights=PretrainedWeights(
                 filename="danet.safetensors",
-                sha256="79573d769e51003b1c57f6c967eaf8b89e544fd94a42205d4d6503bf3e3a681a",
+                sha256="81a72657d85895fc25292531d882d716dec47f83e739bfbc7653aa84a74b4b73",
                 scores=(
-                    ("Rain12", Score(34.99, 0.9517)),
-                    ("RainH-dev", Score(15.31, 0.4394)),
-                    ("Rain13K-dev", Score(24.12, 0.7669)),
+                    ("Rain12", Score(34.72, 0.9441)),
+                    ("RainH-dev", Score(21.94, 0.6759)),
+                    ("Rain13K-dev", Score(26.19, 0.8259)),
                 ),
             ),
         ),
@@ -88,11 +88,11 @@ _MODELS: dict[str, ModelInfo] = {
             paper_gmacs_512=130.5,
             weights=PretrainedWeights(
                 filename="danet-plus.safetensors",
-                sha256="a2f97c924797d6c8344208d1e4840f1fc18fe361bc737943b7e04eeb605b828f",
+                sha256="a08b23cd00982a4d7674b04134b6499f8c4cd55b033349af41c5a29b73eebc63",
                 scores=(
-                    ("Rain12", Score(34.53, 0.9474)),
-                    ("RainH-dev", Score(15.68, 0.4645)),
-                    ("Rain13K-dev", Score(24.31, 0.7709)),
+                    ("Rain12", Score(34.56, 0.9469)),
+                    ("RainH-dev", Score(21.88, 0.6815)),
+                    ("Rain13K-dev", Score(25.95, 0.8243)),
                 ),
             ),
         ),
