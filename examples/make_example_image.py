@@ -28,10 +28,9 @@ EXAMPLES = {"rocket_rain.png": ("light", 2022), "rocket_heavy_rain.png": ("wide"
 def main() -> None:
     clean = data.rocket()
     Image.fromarray(clean).save(HERE / "rocket_clean.png", optimize=True)
+    clean_float = clean.astype(np.float32) / 255.0
     for name, (preset, seed) in EXAMPLES.items():
-        rainy = RainSynthesizer(preset).synthesize(
-            clean.astype(np.float32) / 255.0, np.random.default_rng(seed)
-        )
+        rainy = RainSynthesizer(preset).synthesize(clean_float, np.random.default_rng(seed))
         Image.fromarray(np.rint(rainy * 255).astype(np.uint8)).save(HERE / name, optimize=True)
         print(f"wrote {HERE / name}")
     print(f"wrote {HERE / 'rocket_clean.png'}")
