@@ -5,7 +5,7 @@ Example:
     >>> from derain.pairs import find_pairs
     >>> summary = evaluate(Deraining("danet"), find_pairs("Rain12"))  # doctest: +SKIP
     >>> round(summary.psnr, 2)  # doctest: +SKIP
-    34.72
+    34.76
 """
 
 from __future__ import annotations

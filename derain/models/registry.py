@@ -73,11 +73,11 @@ _MODELS: dict[str, ModelInfo] = {
             paper_gmacs_512=48.8,
             weights=PretrainedWeights(
                 filename="danet.safetensors",
-                sha256="81a72657d85895fc25292531d882d716dec47f83e739bfbc7653aa84a74b4b73",
+                sha256="63df76cf3c8ffb57a0b7f6b76d3291026064862fd320ace1860e809accde5d59",
                 scores=(
-                    ("Rain12", Score(34.72, 0.9441)),
-                    ("RainH-dev", Score(21.94, 0.6759)),
-                    ("Rain13K-dev", Score(26.19, 0.8259)),
+                    ("Rain12", Score(34.76, 0.9448)),
+                    ("RainH-dev", Score(22.99, 0.7094)),
+                    ("Rain13K-dev", Score(26.28, 0.8309)),
                 ),
             ),
         ),
@@ -88,11 +88,11 @@ _MODELS: dict[str, ModelInfo] = {
             paper_gmacs_512=130.5,
             weights=PretrainedWeights(
                 filename="danet-plus.safetensors",
-                sha256="a08b23cd00982a4d7674b04134b6499f8c4cd55b033349af41c5a29b73eebc63",
+                sha256="b23a06f322fdf09127318d9c3dcfbe70e34635ecf49b6af0c7b084e67b8ec77d",
                 scores=(
-                    ("Rain12", Score(34.56, 0.9469)),
-                    ("RainH-dev", Score(21.88, 0.6815)),
-                    ("Rain13K-dev", Score(25.95, 0.8243)),
+                    ("Rain12", Score(34.67, 0.9478)),
+                    ("RainH-dev", Score(23.06, 0.7154)),
+                    ("Rain13K-dev", Score(26.16, 0.8300)),
                 ),
             ),
         ),
