@@ -28,18 +28,21 @@ PACK_LIMIT_MIB=${PACK_LIMIT_MIB:-38}
 pack() {
     local src=${1:-../shared/data/clean}
     rm -rf "$DATA" && mkdir -p "$DATA"
-    "$PY" - "$src" "$DATA" "$PACK_LIMIT_MIB" <<'EOF'
+    # derain's own folder lister and image reader, so the pack holds what training would read
+    PYTHONPATH=$root "$PY" - "$src" "$DATA" "$PACK_LIMIT_MIB" <<'EOF'
 import sys
 from pathlib import Path
 from PIL import Image
+from derain.imaging import rgb8
+from derain.io_files import iter_images
 
 src, dst, limit = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]) * 2**20
-files = sorted(p for p in src.rglob("*") if p.suffix.lower() in {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"})
+files = sorted(iter_images(src, recursive=True))
 for quality in (95, 92, 90, 85):
     total = 0
     for i, path in enumerate(files):
         out = dst / f"{i:04d}_{path.parent.name}_{path.stem}.jpg"
-        Image.open(path).convert("RGB").save(out, "JPEG", quality=quality, subsampling=0)
+        Image.fromarray(rgb8(path)).save(out, "JPEG", quality=quality, subsampling=0)
         total += out.stat().st_size
     if total <= limit:
         print(f"{len(files)} photos -> {dst} at JPEG quality {quality}: {total / 2**20:.1f} MiB")
