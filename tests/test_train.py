@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from derain import Deraining
 from derain.train import (
     DataError,
+    PairedCrops,
     StepSampler,
     apply_overrides,
     get_recipe,
@@ -164,6 +165,33 @@ def test_sampler_is_a_function_of_the_step() -> None:
     # every epoch is a permutation of the data
     flat = [key for batch in whole for key in batch]
     assert sorted(i for e, i in flat if e == 0) == list(range(10))
+
+
+def test_zoom_out_shows_more_of_the_photo_and_keeps_pairs_aligned(tmp_path: Path) -> None:
+    # The rainy image is the clean one plus 40 everywhere, and both are a horizontal ramp,
+    # so a crop's span of values tells how wide a window it came from.
+    ramp = np.tile(np.linspace(0, 200, 256), (256, 1))
+    for sub, offset in (("norain", 0), ("rain", 40)):
+        (tmp_path / sub).mkdir()
+        image = np.repeat((ramp + offset)[:, :, None], 3, axis=2).round().astype(np.uint8)
+        Image.fromarray(image).save(tmp_path / sub / "0.png")
+
+    def spans(zoom_out: float) -> list[float]:
+        data = PairedCrops.from_folder(tmp_path, crop=32, seed=5, zoom_out=zoom_out)
+        out = []
+        for epoch in range(24):
+            rainy, clean = (t[0].numpy() for t in data[epoch, 0])
+            assert rainy.shape == clean.shape == (32, 32)
+            assert np.abs(rainy - clean - 40 / 255).max() < 1.5 / 255  # still aligned
+            out.append(float(np.ptp(clean)))  # rotations/flips keep the span
+        return out
+
+    plain, zoomed = spans(1.0), spans(4.0)
+    window = 31 * 200 / 255 / 255  # a 32-pixel window of the ramp
+    assert max(abs(s - window) for s in plain) < 1.5 / 255
+    assert max(zoomed) > 2.5 * window and min(zoomed) > 0.9 * window
+    with pytest.raises(DataError, match="zoom_out"):
+        PairedCrops.from_folder(tmp_path, crop=32, zoom_out=0.5)
 
 
 def test_schedules() -> None:

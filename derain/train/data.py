@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import ImageError, TrainingError
@@ -61,12 +62,32 @@ def augment(image: np.ndarray, k: int) -> np.ndarray:
 
 
 def _random_crop(
-    images: Sequence[np.ndarray], crop: int, rng: np.random.Generator
+    images: Sequence[np.ndarray], crop: int, rng: np.random.Generator, zoom_out: float = 1.0
 ) -> list[np.ndarray]:
+    """The same random ``crop``×``crop`` window of each image.
+
+    With ``zoom_out`` > 1 the window is first drawn up to ``zoom_out`` times larger (its side
+    log-uniform, capped by the image) and then shrunk to ``crop`` (bicubic, antialiased), so
+    a photo's texture is seen at several scales. At 1 no extra number is drawn, so runs made
+    before the option existed draw exactly the same crops.
+    """
     h, w = images[0].shape[:2]
-    y = int(rng.integers(0, h - crop + 1))
-    x = int(rng.integers(0, w - crop + 1))
-    return [im[y : y + crop, x : x + crop] for im in images]
+    side = crop
+    if zoom_out > 1.0:
+        # Log-uniform, so zoom 1..2 is as common as 2..4; rounded down to fit the image.
+        side = min(int(crop * np.exp(rng.uniform(0.0, np.log(zoom_out)))), h, w)
+    y = int(rng.integers(0, h - side + 1))
+    x = int(rng.integers(0, w - side + 1))
+    windows = [im[y : y + side, x : x + side] for im in images]
+    if side == crop:
+        return windows
+    return [_shrink(win, crop) for win in windows]
+
+
+def _shrink(image: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 square image resized down to ``size``×``size`` (PIL bicubic, antialiased)."""
+    pil = Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(pil)
 
 
 def _to_float(image: np.ndarray) -> np.ndarray:
@@ -80,8 +101,11 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 class _CropDataset(Dataset):
     """Shared machinery: keys are (epoch, index); decoded images are cached per worker (uint8)."""
 
-    def __init__(self, crop: int, seed: int, cache: bool) -> None:
+    def __init__(self, crop: int, seed: int, cache: bool, zoom_out: float = 1.0) -> None:
+        if not zoom_out >= 1.0:
+            raise DataError(f"zoom_out must be at least 1 (1 turns it off), got {zoom_out}")
         self.crop = crop
+        self.zoom_out = zoom_out
         self.seed = seed
         self.cache = cache
         self._cache: dict[Path, np.ndarray] = {}
@@ -102,9 +126,14 @@ class PairedCrops(_CropDataset):
     """Aligned random crops of (rainy, clean) file pairs."""
 
     def __init__(
-        self, pairs: Sequence[tuple[Path, Path]], crop: int, seed: int = 0, cache: bool = False
+        self,
+        pairs: Sequence[tuple[Path, Path]],
+        crop: int,
+        seed: int = 0,
+        cache: bool = False,
+        zoom_out: float = 1.0,
     ) -> None:
-        super().__init__(crop, seed, cache)
+        super().__init__(crop, seed, cache, zoom_out)
         self.pairs = list(pairs)
 
     def __len__(self) -> int:
@@ -114,12 +143,15 @@ class PairedCrops(_CropDataset):
         rng = self._rng(key)
         rain_path, clean_path = self.pairs[key[1]]
         rainy, clean = self._image(rain_path, self.crop), self._image(clean_path, self.crop)
-        rainy, clean = (_to_float(c) for c in _random_crop([rainy, clean], self.crop, rng))
+        windows = _random_crop([rainy, clean], self.crop, rng, self.zoom_out)
+        rainy, clean = (_to_float(c) for c in windows)
         k = int(rng.integers(8))
         return _to_tensor(augment(rainy, k)), _to_tensor(augment(clean, k))
 
     @classmethod
-    def from_folder(cls, root: Path, crop: int, seed: int = 0) -> PairedCrops:
+    def from_folder(
+        cls, root: Path, crop: int, seed: int = 0, zoom_out: float = 1.0
+    ) -> PairedCrops:
         """Pair a folder and check every file before training starts."""
         scan = scan_pairs(root)
         pairs = scan.pairs
@@ -136,7 +168,7 @@ class PairedCrops(_CropDataset):
         _raise_problems(root, problems)
         if not pairs:
             raise DataError(f"{root}: no image pairs found")
-        return cls(pairs, crop, seed)
+        return cls(pairs, crop, seed, zoom_out=zoom_out)
 
 
 class SyntheticCrops(_CropDataset):
@@ -149,8 +181,9 @@ class SyntheticCrops(_CropDataset):
         preset: str = "light",
         seed: int = 0,
         cache: bool = True,
+        zoom_out: float = 1.0,
     ) -> None:
-        super().__init__(crop, seed, cache)
+        super().__init__(crop, seed, cache, zoom_out)
         self.paths = list(paths)
         self.synth = RainSynthesizer(preset)
 
@@ -159,7 +192,8 @@ class SyntheticCrops(_CropDataset):
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self._rng(key)
-        (crop,) = _random_crop([self._image(self.paths[key[1]], self.crop)], self.crop, rng)
+        image = self._image(self.paths[key[1]], self.crop)
+        (crop,) = _random_crop([image], self.crop, rng, self.zoom_out)
         clean = _to_float(crop)
         # Augment the clean crop before adding rain, so streaks keep their natural direction.
         clean = np.ascontiguousarray(augment(clean, int(rng.integers(8))))
@@ -167,7 +201,9 @@ class SyntheticCrops(_CropDataset):
         return _to_tensor(rainy), _to_tensor(clean)
 
     @classmethod
-    def from_folder(cls, root: Path, crop: int, preset: str, seed: int = 0) -> SyntheticCrops:
+    def from_folder(
+        cls, root: Path, crop: int, preset: str, seed: int = 0, zoom_out: float = 1.0
+    ) -> SyntheticCrops:
         """Collect clean photos and check each before training starts."""
         paths = sorted(iter_images(root, recursive=True))
         problems = []
@@ -179,17 +215,19 @@ class SyntheticCrops(_CropDataset):
         _raise_problems(root, problems)
         if not paths:
             raise DataError(f"{root}: no images found")
-        return cls(paths, crop, preset, seed)
+        return cls(paths, crop, preset, seed, zoom_out=zoom_out)
 
 
-def build_dataset(data: str, synthetic: str | None, crop: int, seed: int) -> _CropDataset:
+def build_dataset(
+    data: str, synthetic: str | None, crop: int, seed: int, zoom_out: float = 1.0
+) -> _CropDataset:
     """The dataset a :class:`~derain.train.recipes.TrainConfig` asks for."""
     root = Path(data)
     if not root.is_dir():
         raise DataError(f"{data}: training data folder not found")
     if synthetic:
-        return SyntheticCrops.from_folder(root, crop, synthetic, seed)
-    return PairedCrops.from_folder(root, crop, seed)
+        return SyntheticCrops.from_folder(root, crop, synthetic, seed, zoom_out)
+    return PairedCrops.from_folder(root, crop, seed, zoom_out)
 
 
 @dataclass

@@ -28,6 +28,9 @@ class TrainConfig:
         model: registry variant to train.
         init: weights to start from (a fine-tune); anything ``Deraining`` accepts.
         epochs, steps: length of the run; ``steps`` wins when set.
+        zoom_out: each crop's window is drawn up to this many times larger than ``crop`` and
+            shrunk to it, so the photos' texture is seen at several scales (more varied
+            backgrounds from the same photos); 1 turns it off.
         schedule: ``step`` (× ``lr_gamma`` every ``lr_step_epochs``) or ``cosine``.
         ema_decay: exponential moving average of the weights (0 turns it off); the EMA model
             is the one validated and exported.
@@ -46,6 +49,7 @@ class TrainConfig:
     steps: int | None = None
     batch_size: int = 16
     crop: int = 128
+    zoom_out: float = 1.0
     lr: float = 4e-4
     schedule: str = "step"
     lr_step_epochs: int = 80

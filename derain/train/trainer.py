@@ -294,7 +294,7 @@ def _build(
             f"batch size {cfg.batch_size} is not divisible by {dist.world_size} GPUs"
         )
     run_dir = Path(cfg.out)
-    dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed)
+    dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed, cfg.zoom_out)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
     total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
 
