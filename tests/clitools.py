@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,16 @@ def one_error_line(result: Result) -> str:
     assert lines[0].startswith("derain: error: ")
     assert "Traceback" not in result.stderr
     return lines[0]
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child process a test interrupts with SIGINT (Ctrl-C).
+
+    A suite started in the background without job control (``bash .ci/run &``) inherits
+    SIGINT ignored, and a Python child that starts with SIGINT ignored raises no
+    KeyboardInterrupt; the default disposition gives the child what a terminal user's has.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def make_image(path: str | Path, h: int = 24, w: int = 32, seed: int = 0, **save: object) -> Path:

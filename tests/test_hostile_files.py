@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from clitools import cli, make_image
+from clitools import cli, interruptible, make_image
 from huggingface_hub import constants
 from PIL import Image
 from safetensors import safe_open
@@ -354,6 +354,7 @@ def _start(args: list[str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=interruptible,
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clitools import interruptible
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -201,6 +202,7 @@ def test_ctrl_c_during_training_is_one_line_and_resumable(clean_dir: Path, tmp_p
         stderr=subprocess.PIPE,
         text=True,
         env=_env(),
+        preexec_fn=interruptible,
     )
     while not (out / "last.safetensors").is_file():
         assert proc.poll() is None, proc.communicate()
