@@ -190,8 +190,9 @@ def test_zoom_out_shows_more_of_the_photo_and_keeps_pairs_aligned(tmp_path: Path
     window = 31 * 200 / 255 / 255  # a 32-pixel window of the ramp
     assert max(abs(s - window) for s in plain) < 1.5 / 255
     assert max(zoomed) > 2.5 * window and min(zoomed) > 0.9 * window
-    with pytest.raises(DataError, match="zoom_out"):
-        PairedCrops.from_folder(tmp_path, crop=32, zoom_out=0.5)
+    for bad in (0.5, float("nan"), float("inf")):
+        with pytest.raises(DataError, match="zoom_out"):
+            PairedCrops.from_folder(tmp_path, crop=32, zoom_out=bad)
 
 
 def test_schedules() -> None:

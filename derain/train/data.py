@@ -102,8 +102,8 @@ class _CropDataset(Dataset):
     """Shared machinery: keys are (epoch, index); decoded images are cached per worker (uint8)."""
 
     def __init__(self, crop: int, seed: int, cache: bool, zoom_out: float = 1.0) -> None:
-        if not zoom_out >= 1.0:
-            raise DataError(f"zoom_out must be at least 1 (1 turns it off), got {zoom_out}")
+        if not 1.0 <= zoom_out < float("inf"):
+            raise DataError(f"zoom_out must be a number from 1 (off) up, got {zoom_out}")
         self.crop = crop
         self.zoom_out = zoom_out
         self.seed = seed
