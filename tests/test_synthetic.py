@@ -11,12 +11,16 @@ from PIL import Image
 from derain.errors import ImageError
 from derain.train.synthetic import (
     PRESETS,
+    LookLayer,
     RainMix,
     RainParams,
     RainSpace,
     RainSynthesizer,
+    RealLook,
+    RealSpace,
     preset,
     preview_grid,
+    render_look,
 )
 
 
@@ -103,7 +107,7 @@ def test_mix_draws_between_presets() -> None:
 
 
 def test_unknown_preset_lists_known() -> None:
-    with pytest.raises(ValueError, match="heavy, light, mix"):
+    with pytest.raises(ValueError, match="heavy, light, mix, real, wide"):
         preset("drizzle")
     with pytest.raises(ValueError, match="unknown rain preset"):
         RainSynthesizer("drizzle")
@@ -194,3 +198,127 @@ def test_jpeg_compresses_the_rainy_image_only() -> None:
     plain = RainSynthesizer(_one_streak()).synthesize(clean, np.random.default_rng(4))
     np.testing.assert_allclose(rainy * 255, np.round(rainy * 255), atol=1e-3)  # 8-bit now
     assert 0 < np.abs(rainy - plain).mean() < 0.05  # blocky, but the same rain
+
+
+@pytest.mark.parametrize(
+    ("seed", "total"),
+    # Sums of the rainy gradient, measured with ``wide`` as it was before the ``real`` preset was
+    # added (seeds 11–14 cover one to five layers, screen and additive, with and without JPEG).
+    [
+        (11, 15058.62120769918),
+        (12, 15658.66111280024),
+        (13, 20013.358945161104),
+        (14, 19047.208353657275),
+    ],
+)
+def test_wide_is_reproducible(seed: int, total: float) -> None:
+    rainy = RainSynthesizer("wide").synthesize(gradient(), np.random.default_rng(seed))
+    assert float(rainy.astype(np.float64).sum()) == pytest.approx(total, rel=1e-9)
+
+
+def test_real_is_reproducible() -> None:
+    synth, clean = RainSynthesizer("real"), gradient(64, 64)
+    runs = [[synth.synthesize(clean, np.random.default_rng(s)) for s in range(6)] for _ in range(2)]
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(runs[0][0], runs[0][1])
+
+
+def test_real_is_wide_plus_real_look_rain() -> None:
+    clean = gradient(64, 64)
+    wide, real = RainSynthesizer("wide"), RainSynthesizer("real")
+    none = RainSynthesizer(RealSpace(look_p=0.0))
+    same = 0
+    for seed in range(40):
+        w = wide.synthesize(clean, np.random.default_rng(seed))
+        # Without the real-look part, every image is exactly the wide one.
+        np.testing.assert_array_equal(none.synthesize(clean, np.random.default_rng(seed)), w)
+        same += np.array_equal(real.synthesize(clean, np.random.default_rng(seed)), w)
+    look_p = preset("real").look_p
+    assert abs(1 - same / 40 - look_p) < 0.2  # about look_p of the images get more rain
+
+
+def _look(**overrides: object) -> RealLook:
+    layer = LookLayer(density=0.004, length=20.0, sigma=0.6, opacity=0.5, angle=5.0)
+    base = dict(
+        layers=(layer,),
+        sway=0.0,
+        sway_period=100.0,
+        sway_direction=0.0,
+        sway_phase=0.0,
+        light_gain=1.2,
+        light_env=0.8,
+        veil=0.0,
+        veil_scale=20.0,
+        noise=0.0,
+    )
+    return RealLook(**(base | overrides))  # type: ignore[arg-type]
+
+
+def _sky_over_trees(size: int = 96) -> np.ndarray:
+    """Bright sky (0.9) in the top half, dark foliage (0.1) below."""
+    img = np.full((size, size, 3), 0.1, np.float32)
+    img[: size // 2] = 0.9
+    return img
+
+
+def test_real_look_streaks_follow_the_scene_light() -> None:
+    clean = _sky_over_trees()
+    added = np.abs(render_look(clean, clean, _look(), np.random.default_rng(0)) - clean)
+    sky, trees = added[:40].mean(), added[56:].mean()
+    assert trees > 0.005  # streaks show against the dark trees…
+    assert sky < 0.2 * trees  # …and nearly vanish against the bright sky
+    # Tinted by the scene's light: an orange-lit scene gives orange streaks, not white ones.
+    warm = clean * np.array([1.0, 0.7, 0.4], np.float32)
+    streaks = render_look(warm, warm, _look(), np.random.default_rng(0)) - warm
+    r, g, b = streaks[56:].reshape(-1, 3).sum(axis=0)
+    assert r > g > b > 0
+
+
+def test_real_look_veil_is_patchy() -> None:
+    clean = np.full((96, 96, 3), 0.2, np.float32)
+    clean[:16] = 0.8  # a strip of sky: the environment light
+    veiled = _look(layers=(), veil=0.1, light_env=1.0)
+    change = (render_look(clean, clean, veiled, np.random.default_rng(1)) - clean)[16:]
+    assert change.min() >= 0  # toward the environment light: never darker here
+    assert change.max() > 0.03  # up to 0.1 × (0.8 − 0.2) where it is thickest…
+    assert np.quantile(change, 0.05) < 0.3 * change.max()  # …and far less in places
+
+
+def test_real_look_veil_is_rare() -> None:
+    space, rng = preset("real"), np.random.default_rng(0)
+    assert isinstance(space, RealSpace)
+    looks = [space.look(rng, 0.0) for _ in range(4000)]
+    drawn = [look for look in looks if look is not None]
+    assert abs(len(drawn) / len(looks) - space.look_p) < 0.03
+    veiled = sum(look.veil > 0 for look in drawn) / len(looks)
+    assert 0.02 < space.veil_rate < 0.08  # about one image in twenty (the docstring's 5 %)
+    assert abs(veiled - space.veil_rate) < 0.015
+    assert max(look.veil for look in drawn) <= space.veil[1]
+
+
+def test_real_look_layers_near_are_long_wide_and_faint() -> None:
+    space, rng = preset("real"), np.random.default_rng(1)
+    looks = [look for look in (space.look(rng, 0.0) for _ in range(300)) if look is not None]
+    for look in looks:
+        far, near = look.layers[0], look.layers[-1]
+        assert 2 <= len(look.layers) <= 4
+        assert near.length >= far.length and near.sigma >= far.sigma
+        assert near.density < far.density  # far drops are many and small
+    # Defocus spreads the near drops' light: fainter than the far ones, and faint.
+    near = np.array([look.layers[-1].opacity for look in looks])
+    far = np.array([look.layers[0].opacity for look in looks])
+    assert np.median(near) < np.median(far)
+    assert np.quantile(near, 0.9) < 0.2
+
+
+def test_real_adds_a_little_light_on_top_of_wide() -> None:
+    clean = gradient(64, 64)
+    wide, real = RainSynthesizer("wide"), RainSynthesizer("real")
+    extra = [
+        float((real.synthesize(clean, np.random.default_rng(s)) - clean).mean())
+        - float((wide.synthesize(clean, np.random.default_rng(s)) - clean).mean())
+        for s in range(60)
+    ]
+    # Measured: 0.003–0.006 brighter on average than wide (0.08–0.09 on its own).
+    assert 0.0005 < np.mean(extra) < 0.015

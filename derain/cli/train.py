@@ -25,7 +25,9 @@ def train_command(
     ],
     synthetic: Annotated[
         str | None,
-        typer.Option(help="Synthesise rain on the fly: wide (recommended), light, heavy or mix."),
+        typer.Option(
+            help="Synthesise rain on the fly: wide (recommended), real, light, heavy or mix."
+        ),
     ] = None,
     val: Annotated[
         list[Path] | None,
@@ -121,7 +123,7 @@ def rain_preview_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Image to write; the suffix sets the format.")
     ] = Path("rain.png"),
-    preset: Annotated[str, typer.Option(help="wide, light, heavy or mix.")] = "wide",
+    preset: Annotated[str, typer.Option(help="wide, real, light, heavy or mix.")] = "wide",
     n: Annotated[int, typer.Option("--pairs", "-n", help="Number of pairs.")] = 8,
     crop: Annotated[int, typer.Option(help="Side of each crop in pixels.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the crops and the rain.")] = 0,

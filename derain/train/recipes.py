@@ -19,8 +19,9 @@ class TrainConfig:
     Attributes:
         data: paired folder (``input/``+``target/`` or ``rain/``+``norain/``) or, with
             ``synthetic``, a folder of clean photos.
-        synthetic: rain preset (``wide``, ``light``, ``heavy``, ``mix``) to synthesise pairs on
-            the fly; ``wide`` (domain-randomised) is what the shipped weights train on.
+        synthetic: rain preset (``wide``, ``real``, ``light``, ``heavy``, ``mix``) to synthesise
+            pairs on the fly; ``wide`` (domain-randomised) is what the shipped weights train
+            on; ``real`` is ``wide`` with real-look rain on top of half the images.
         val: paired folder scored every ``val_every`` steps with the paper's protocol; several
             folders joined by ``os.pathsep`` (``:`` on Linux) are each scored and logged, and
             their mean picks the best weights.

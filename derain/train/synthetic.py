@@ -62,12 +62,16 @@ from derain.io_files import write_image_atomic
 __all__ = [
     "DEFAULT_PRESET",
     "PRESETS",
+    "LookLayer",
     "RainMix",
     "RainParams",
     "RainSpace",
     "RainSynthesizer",
+    "RealLook",
+    "RealSpace",
     "preset",
     "preview_grid",
+    "render_look",
 ]
 
 Range = tuple[float, float]
@@ -243,6 +247,233 @@ class RainSpace:
         )
 
 
+LOOK_JITTER = 0.5
+"""Per-streak brightness factor of real-look layers is drawn from [LOOK_JITTER, 1]."""
+LOOK_LIGHT_GRID = 8
+"""The local light of real-look streaks is the photo averaged down to this many cells a side."""
+LOOK_ENV_FRACTION = 0.1
+"""The environment light is the mean colour of this brightest fraction of the pixels."""
+LUMA = (0.299, 0.587, 0.114)
+"""Rec. 601 luma weights, to rank pixels by brightness."""
+
+
+@dataclass(frozen=True)
+class LookLayer:
+    """One depth layer of real-look streaks, as drawn for one image.
+
+    Attributes:
+        density: streak seeds per pixel.
+        length: streak length in pixels (exposure × fall speed ÷ depth).
+        sigma: Gaussian σ across a streak in pixels (drop width and defocus together).
+        opacity: blend weight toward the streak light at an isolated streak's core.
+        angle: degrees from vertical.
+    """
+
+    density: float
+    length: float
+    sigma: float
+    opacity: float
+    angle: float
+
+
+@dataclass(frozen=True)
+class RealLook:
+    """The real-look components of one image (drawn by :meth:`RealSpace.look`).
+
+    Everything random about the image is here except the positions of the streaks, the veil's
+    random field and the sensor noise, which :func:`render_look` draws.
+
+    Attributes:
+        layers: depth layers, far first.
+        sway: wind: the largest change of streak angle across the image, as a slope (tan).
+        sway_period: wavelength of that change in pixels.
+        sway_direction: direction of the wave, radians (0: the angle changes down the image).
+        sway_phase: phase of the wave, radians.
+        light_gain: streak light = ``light_gain`` × light estimate, clipped to 1.
+        light_env: share of the environment light in the estimate; the rest is local light.
+        veil: peak strength 1 − t of the accumulation veil; 0 for none.
+        veil_scale: σ in pixels of the veil's smooth random field.
+        noise: sensor noise σ at mid-grey; 0 for none.
+    """
+
+    layers: tuple[LookLayer, ...]
+    sway: float
+    sway_period: float
+    sway_direction: float
+    sway_phase: float
+    light_gain: float
+    light_env: float
+    veil: float
+    veil_scale: float
+    noise: float
+
+
+@dataclass(frozen=True)
+class RealSpace:
+    """``real``: every image is a ``wide`` image; half of them also get real-look rain on top.
+
+    The first draws of every image are exactly those of :class:`RainSpace` (``base``): with the
+    same generator state, the ``wide`` streaks, veil and blending are bit-identical, and the
+    JPEG decision is the same draw (the compression is applied last). So the heavy additive
+    streaks the shipped weights learnt stay in every image, at the share ``wide`` gives them.
+    Then, with probability ``look_p``, :meth:`look` draws a :class:`RealLook` and
+    :func:`render_look` adds it, before the JPEG:
+
+    - **Depth.** 2–4 layers at distances from 1 (nearest) to ``depth`` × farther. Image
+      length ∝ fall speed × exposure ÷ distance and width ∝ drop size ÷ distance, so far layers
+      are short, thin and dense (each layer covers a similar area, with ∝ distance² more,
+      smaller streaks); the camera focuses on the farthest layer, so nearer layers get a
+      defocus blur growing as 1/distance and are wide and faint.
+    - **Light.** Drops refract light from a wide field of view (Garg & Nayar), so a streak is
+      not a fixed white: each layer blends the image toward a streak light, ``light_gain`` ×
+      (``light_env`` × the environment light, the mean colour of the brightest tenth of the
+      pixels, + the rest × the local light, the photo averaged over an 8×8 grid). Against dark
+      backgrounds streaks are bright and take the scene's tint; against the sky nearly invisible.
+    - **Camera.** The nearest layer's length is set by the exposure (``length``, log-uniform);
+      brightness falls as 1/√exposure (Garg & Nayar, "When does a camera see rain?") and as
+      the defocus spreads it. Wind bends the streaks: a smooth sinusoidal sideways shift
+      changes their angle by up to ``sway`` degrees across the image. Sometimes sensor noise
+      (shot-like, σ ∝ √brightness), then the ``wide`` JPEG decision.
+    - **Accumulation.** Rare (:attr:`veil_rate` of all images, about 5 %), only in dense rain
+      (coverage ≥ ``veil_coverage``), weak (1 − t ≤ 0.12, growing with the coverage) and patchy:
+      a smooth random field sets where it is, and the far layer is densest where the veil is,
+      so the haze always comes with the fine rain that makes it. Rain-free parts of a photo
+      are left as they are, so the network has no reason to dehaze them (a uniform,
+      frequent veil made an earlier try darken its outputs).
+
+    Ranges were chosen from the sources in the shared spec and by looking at the generated
+    rain, never fitted to a validation set or to the real photos.
+
+    Attributes:
+        base: the ``wide`` space every image is drawn from first.
+        look_p: probability of real-look rain on top of the ``wide`` rain.
+        layers: (min, max) number of depth layers.
+        length: the nearest layer's streak length in pixels (exposure), log-uniform.
+        min_length: shortest streak in pixels (shorter ones read as specks or snow).
+        min_aspect: shortest streak in widths (FWHM); a defocused near drop still streaks.
+        exposure_ref: streak length at which the opacity is not scaled by 1/√exposure.
+        depth: distance of the farthest layer over the nearest's.
+        speed: per-layer fall speed factor (drop size), scales the length.
+        width: in-focus σ of the nearest layer's streaks in pixels; far layers ÷ distance.
+        min_width: thinnest σ drawn; thinner streaks are drawn this wide and fainter.
+        defocus: defocus σ of the nearest layer in pixels.
+        coverage: fraction of the image all layers' streaks would cover, log-uniform.
+        opacity: core opacity of an in-focus streak at ``exposure_ref``, log-uniform.
+        max_opacity: cap on a layer's core opacity.
+        angle_jitter: std of each layer's angle around the ``wide`` angle, degrees.
+        sway: largest angle change across the image from wind, degrees.
+        sway_period: wavelength of that change in pixels, log-uniform.
+        light_gain: streak light over the light estimate, log-uniform.
+        light_env: share of the environment light in the estimate.
+        veil_p, veil_coverage: probability of a veil when the coverage is at least
+            ``veil_coverage``; none below.
+        veil: peak 1 − t of the veil at the largest coverage (scaled by coverage / max).
+        veil_scale: σ in pixels of the veil's random field, log-uniform.
+        noise_p, noise: probability of sensor noise and its σ at mid-grey, log-uniform.
+
+    Example:
+        >>> space = PRESETS["real"]
+        >>> rng = np.random.default_rng(0)
+        >>> isinstance(space.sample(rng), RainParams)
+        True
+    """
+
+    base: RainSpace = RainSpace()
+    look_p: float = 0.5
+    layers: tuple[int, int] = (2, 4)
+    length: Range = (16.0, 160.0)
+    min_length: float = 4.0
+    min_aspect: float = 6.0
+    exposure_ref: float = 20.0
+    depth: Range = (2.0, 6.0)
+    speed: Range = (0.6, 1.0)
+    width: Range = (0.5, 1.2)
+    min_width: float = 0.35
+    defocus: Range = (0.5, 4.0)
+    coverage: Range = (0.05, 1.5)
+    opacity: Range = (0.08, 0.45)
+    max_opacity: float = 0.9
+    angle_jitter: float = 3.0
+    sway: Range = (0.0, 8.0)
+    sway_period: Range = (48.0, 256.0)
+    light_gain: Range = (1.0, 1.5)
+    light_env: Range = (0.5, 1.0)
+    veil_p: float = 0.3
+    veil_coverage: float = 0.5
+    veil: Range = (0.03, 0.12)
+    veil_scale: Range = (12.0, 48.0)
+    noise_p: float = 0.3
+    noise: Range = (0.002, 0.01)
+
+    @property
+    def veil_rate(self) -> float:
+        """Fraction of all images that get a real-look veil (the ``wide`` veil aside)."""
+        lo, hi = self.coverage
+        dense = math.log(hi / max(self.veil_coverage, lo)) / math.log(hi / lo)
+        return self.look_p * self.veil_p * max(0.0, dense)
+
+    def sample(self, rng: np.random.Generator) -> RainParams:
+        """Draw the ``wide`` parameters of one image (the same draws as ``base``)."""
+        return self.base.sample(rng)
+
+    def look(self, rng: np.random.Generator, angle: float) -> RealLook | None:
+        """Draw the real-look rain of one image, or None (probability 1 − ``look_p``).
+
+        Args:
+            rng: source of randomness, after the image's ``wide`` draws.
+            angle: the image's ``wide`` angle from vertical, degrees; the layers follow it.
+        """
+        if rng.random() >= self.look_p:
+            return None
+        n = int(rng.integers(self.layers[0], self.layers[1] + 1))
+        near_length = _log_uniform(self.length, rng)
+        far = float(rng.uniform(*self.depth))
+        near_width = float(rng.uniform(*self.width))
+        near_defocus = _log_uniform(self.defocus, rng)
+        coverage = _log_uniform(self.coverage, rng)
+        share = rng.uniform(0.5, 1.5, n)
+        share *= coverage / share.sum()
+        # Visibility falls as 1/√exposure; the exposure is what sets the streak length.
+        opacity = _log_uniform(self.opacity, rng) * math.sqrt(self.exposure_ref / near_length)
+        layers = []
+        for i in range(n):
+            z = far ** (1 - i / (n - 1)) if n > 1 else 1.0  # far first, nearest at 1
+            width = near_width / z
+            defocus = near_defocus * (1 / z - 1 / far) / (1 - 1 / far)  # focus on the far layer
+            sigma = math.hypot(max(width, self.min_width), defocus)
+            # Streaks, not specks or blobs: at least min_length and min_aspect widths long.
+            length = near_length * float(rng.uniform(*self.speed)) / z
+            length = max(length, self.min_length, self.min_aspect * FWHM_PER_SIGMA * sigma)
+            # Light spread over a wider (defocused, or sub-pixel) streak makes it fainter.
+            core = min(self.max_opacity, opacity * width / sigma)
+            footprint = length * max(1.0, FWHM_PER_SIGMA * sigma)
+            layers.append(
+                LookLayer(
+                    density=float(share[i]) / footprint,
+                    length=length,
+                    sigma=sigma,
+                    opacity=core,
+                    angle=angle + float(rng.normal(0.0, self.angle_jitter)),
+                )
+            )
+        dense = coverage >= self.veil_coverage
+        veil = 0.0
+        if dense and rng.random() < self.veil_p:
+            veil = float(rng.uniform(*self.veil)) * coverage / self.coverage[1]
+        return RealLook(
+            layers=tuple(layers),
+            sway=math.tan(math.radians(float(rng.uniform(*self.sway)))),
+            sway_period=_log_uniform(self.sway_period, rng),
+            sway_direction=float(rng.uniform(0.0, math.pi)),
+            sway_phase=float(rng.uniform(0.0, 2 * math.pi)),
+            light_gain=_log_uniform(self.light_gain, rng),
+            light_env=float(rng.uniform(*self.light_env)),
+            veil=veil,
+            veil_scale=_log_uniform(self.veil_scale, rng),
+            noise=_log_uniform(self.noise, rng) if rng.random() < self.noise_p else 0.0,
+        )
+
+
 def _lerp_params(a: RainParams, b: RainParams, u: float) -> RainParams:
     def lerp(x: Any, y: Any) -> Any:
         if isinstance(x, tuple):
@@ -268,16 +499,19 @@ _HEAVY = RainParams(
     airlight=(0.7, 0.95),
 )
 
-Rain = RainParams | RainMix | RainSpace
+Rain = RainParams | RainMix | RainSpace | RealSpace
 
 PRESETS: dict[str, Rain] = {
     "light": _LIGHT,
     "heavy": _HEAVY,
     "mix": RainMix(_LIGHT, _HEAVY),
     "wide": RainSpace(),
+    "real": RealSpace(),
 }
 """Named rain presets: Rain12/Rain100L-like, Rain100H-like (dense, thick, veiled), mix of the
-two, and ``wide``, the domain-randomised training default (:class:`RainSpace`)."""
+two, ``wide``, the domain-randomised training default (:class:`RainSpace`), and ``real``,
+``wide`` with depth, scene light, wind, a rare patchy veil and camera noise on top
+(:class:`RealSpace`)."""
 
 DEFAULT_PRESET = "wide"
 """The preset training uses unless told otherwise."""
@@ -414,8 +648,15 @@ class RainSynthesizer:
         else:
             out += rain
         out = np.clip(out, 0.0, 1.0)
+        quality = None
         if p.jpeg and rng.random() < p.jpeg:
             quality = int(rng.integers(p.jpeg_quality[0], p.jpeg_quality[1] + 1))
+        # The real-look rain draws after every ``wide`` draw, so ``wide`` is unchanged.
+        if isinstance(self.params, RealSpace):
+            look = self.params.look(rng, p.angle[0])
+            if look is not None:
+                out = render_look(out, clean, look, rng)
+        if quality is not None:
             out = _jpeg(out, quality)
         return out
 
@@ -423,6 +664,121 @@ class RainSynthesizer:
 
     def _sample(self, rng: np.random.Generator) -> RainParams:
         return self.params if isinstance(self.params, RainParams) else self.params.sample(rng)
+
+
+def _upsample_matrix(n: int, cells: int) -> np.ndarray:
+    """n×cells matrix that interpolates ``cells`` cell means linearly to ``n`` pixels."""
+    pos = np.clip((np.arange(n) + 0.5) * cells / n - 0.5, 0, cells - 1)
+    i0 = np.minimum(pos.astype(np.intp), cells - 2) if cells > 1 else np.zeros(n, np.intp)
+    frac = pos - i0
+    m = np.zeros((n, cells), np.float32)
+    m[np.arange(n), i0] = 1 - frac
+    if cells > 1:
+        m[np.arange(n), i0 + 1] = frac
+    return m
+
+
+def _streak_light(clean: np.ndarray, look: RealLook) -> tuple[np.ndarray, np.ndarray]:
+    """The environment light (3,) and the streak light (H×W×3) of ``clean``.
+
+    Environment: mean colour of the brightest ``LOOK_ENV_FRACTION`` of the pixels (ranked on
+    every other row and column). Local: cell means of a ``LOOK_LIGHT_GRID``² grid,
+    interpolated bilinearly.
+    """
+    h, w = clean.shape[:2]
+    sub = clean[::2, ::2].reshape(-1, 3)
+    k = max(1, round(LOOK_ENV_FRACTION * len(sub)))
+    brightest = np.argpartition(sub @ np.asarray(LUMA, np.float32), -k)[-k:]
+    env = sub[brightest].mean(axis=0)
+    cy, cx = min(LOOK_LIGHT_GRID, h), min(LOOK_LIGHT_GRID, w)
+    ys = (np.arange(cy) * h) // cy
+    xs = (np.arange(cx) * w) // cx
+    sums = np.add.reduceat(np.add.reduceat(clean, ys, axis=0), xs, axis=1)
+    counts = np.diff(np.append(ys, h))[:, None, None] * np.diff(np.append(xs, w))[None, :, None]
+    cells = (sums / counts).astype(np.float32)
+    up = _upsample_matrix(h, cy) @ cells.transpose(2, 0, 1) @ _upsample_matrix(w, cx).T
+    local = up.transpose(1, 2, 0)
+    light = look.light_gain * (look.light_env * env + (1 - look.light_env) * local)
+    return env, np.minimum(light, 1.0).astype(np.float32)
+
+
+def _smooth_field(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Smooth random field in [0, 1] (white noise low-passed by a Gaussian of σ ``sigma``)."""
+    h, w = shape
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    transfer = np.exp(-2 * math.pi**2 * sigma**2 * (fx**2 + fy**2))
+    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal(shape)) * transfer, s=shape)
+    field -= field.min()
+    return field / max(float(field.max()), 1e-12)
+
+
+def _sway_indices(shape: tuple[int, int], look: RealLook) -> tuple[np.ndarray, ...]:
+    """Flat source indices and weights of the wind's sideways shift (a smooth wave)."""
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w]
+    # Amplitude whose steepest slope (the largest angle change) is ``sway``.
+    amplitude = look.sway * look.sway_period / (2 * math.pi)
+    along = y * math.cos(look.sway_direction) + x * math.sin(look.sway_direction)
+    src = x - amplitude * np.sin(2 * math.pi * along / look.sway_period + look.sway_phase)
+    x0 = np.floor(src)
+    frac = (src - x0).astype(np.float32)
+    i0 = x0.astype(np.intp) % w
+    return (y * w + i0).ravel(), (y * w + (i0 + 1) % w).ravel(), frac.ravel()
+
+
+def render_look(
+    rainy: np.ndarray, clean: np.ndarray, look: RealLook, rng: np.random.Generator
+) -> np.ndarray:
+    """Add the real-look rain ``look`` to ``rainy`` (the ``wide``-rained ``clean``).
+
+    In order: the veil (out·(1 − s) + E·s, s = ``veil`` × a smooth random field, E the
+    environment light); each layer far to near, streaks (seeds ∗ motion segment ∗ Gaussian,
+    bent sideways by the wind, which wraps around, the far layer thinned where the veil is
+    weak) blending the image toward the streak light, out + α·(L − out); then sensor noise.
+    The light comes from ``clean``.
+
+    Args:
+        rainy: float32 H×W×3 in [0, 1].
+        clean: the same scene without rain, H×W×3 in [0, 1].
+        look: the image's parameters.
+        rng: source of the streak positions, the veil field and the noise.
+
+    Returns:
+        float32 H×W×3 in [0, 1].
+    """
+    shape = rainy.shape[:2]
+    env, light = _streak_light(clean.astype(np.float32), look)
+    out = rainy
+    field = None
+    if look.veil > 0.0:
+        field = _smooth_field(shape, look.veil_scale, rng).astype(np.float32)
+        strength = np.float32(look.veil) * field[:, :, None]
+        out = out * (1 - strength) + env * strength
+    sway = _sway_indices(shape, look) if look.sway else None
+    for i, layer in enumerate(look.layers):
+        alpha = _streak_layer(
+            shape,
+            layer.density,
+            layer.length,
+            layer.sigma,
+            layer.angle,
+            layer.opacity,
+            LOOK_JITTER,
+            rng,
+        ).astype(np.float32)
+        if field is not None and i == 0:
+            alpha *= 0.25 + 0.75 * field  # dense fine rain where the veil is, sparse elsewhere
+        if sway is not None:
+            flat = alpha.ravel()
+            i0, i1, frac = sway
+            alpha = (flat[i0] + (flat[i1] - flat[i0]) * frac).reshape(shape)
+        out = out + np.minimum(alpha, 1.0)[:, :, None] * (light - out)
+    if look.noise > 0.0:
+        # Shot-like: σ grows as √brightness, ``noise`` at mid-grey.
+        sigma = np.float32(look.noise) * np.sqrt((out + 0.05) / np.float32(0.55))
+        out = out + sigma * rng.standard_normal(out.shape, dtype=np.float32)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
