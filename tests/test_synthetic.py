@@ -309,7 +309,7 @@ def test_real_look_layers_near_are_long_wide_and_faint() -> None:
     near = np.array([look.layers[-1].opacity for look in looks])
     far = np.array([look.layers[0].opacity for look in looks])
     assert np.median(near) < np.median(far)
-    assert np.quantile(near, 0.9) < 0.2
+    assert np.quantile(near, 0.9) < 0.25
 
 
 def test_real_adds_a_little_light_on_top_of_wide() -> None:
@@ -322,3 +322,17 @@ def test_real_adds_a_little_light_on_top_of_wide() -> None:
     ]
     # Measured: 0.003–0.006 brighter on average than wide (0.08–0.09 on its own).
     assert 0.0005 < np.mean(extra) < 0.015
+
+
+def test_preview_grid_shows_presets_side_by_side(tmp_path: Path) -> None:
+    images = [(gradient(90, 120) * 255).astype(np.uint8)]
+    presets = ["wide", RealSpace(look_p=0.0), "light"]
+    out = preview_grid(images, presets, seed=4, out_path=tmp_path / "g.png", n=2, crop=48)
+    with Image.open(out) as im:
+        grid = np.asarray(im)
+    cell = 4 * (48 + 4) - 4  # clean | wide | real | light
+    assert grid.shape == (48, 2 * cell + 4, 3)
+    clean, wide, real, light = (grid[:, k * 52 : k * 52 + 48] for k in range(4))
+    np.testing.assert_array_equal(wide, real)  # same generator state, same wide rain
+    assert not np.array_equal(wide, light)
+    assert not np.array_equal(clean, wide)

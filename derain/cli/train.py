@@ -123,12 +123,15 @@ def rain_preview_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Image to write; the suffix sets the format.")
     ] = Path("rain.png"),
-    preset: Annotated[str, typer.Option(help="wide, real, light, heavy or mix.")] = "wide",
+    preset: Annotated[
+        list[str] | None,
+        typer.Option(help="wide, real, light, heavy or mix; repeat to show several side by side."),
+    ] = None,
     n: Annotated[int, typer.Option("--pairs", "-n", help="Number of pairs.")] = 8,
     crop: Annotated[int, typer.Option(help="Side of each crop in pixels.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the crops and the rain.")] = 0,
 ) -> None:
-    """Write a grid of clean | synthetic-rain sample pairs to an image."""
+    """Write a grid of clean | synthetic-rain samples (one per preset) to an image."""
     from ..io_files import iter_images
     from ..train.synthetic import preview_grid
 
@@ -136,7 +139,7 @@ def rain_preview_command(
     if not paths:
         raise DerainError(f"{images}: no images found")
     try:
-        written = preview_grid(paths, preset, seed=seed, out_path=out, n=n, crop=crop)
+        written = preview_grid(paths, preset or ["wide"], seed=seed, out_path=out, n=n, crop=crop)
     except ValueError as exc:
         raise DerainError(str(exc)) from None
     typer.echo(f"wrote {written}")

@@ -391,7 +391,7 @@ class RealSpace:
     min_width: float = 0.35
     defocus: Range = (0.5, 4.0)
     coverage: Range = (0.05, 1.5)
-    opacity: Range = (0.08, 0.45)
+    opacity: Range = (0.12, 0.6)
     max_opacity: float = 0.9
     angle_jitter: float = 3.0
     sway: Range = (0.0, 8.0)
@@ -804,56 +804,68 @@ MAX_PREVIEW_PIXELS = 12_000_000
 
 def preview_grid(
     images: Sequence[ImageInput],
-    params: str | Rain,
+    params: str | Rain | Sequence[str | Rain],
     seed: int,
     out_path: str | Path,
     n: int = 8,
     crop: int = 256,
 ) -> Path:
-    """Write a grid of (clean | rainy) random crops, atomically, in the format the name says.
+    """Write a grid of (clean | rainy …) random crops, atomically, in the format the name says.
 
-    Crops cycle through ``images``; pairs are laid out ⌈√n⌉ per row with a 4 px gap.
+    Crops cycle through ``images``; cells are laid out ⌈√n⌉ per row with a 4 px gap. With
+    several presets, each crop shows the rain of each, side by side, every one drawn from the
+    same generator state (so ``real`` repeats the ``wide`` rain of the crop and adds to it);
+    with one, the grid is the same as it always was.
 
     Args:
         images: paths, PIL images or uint8 arrays.
-        params: preset name or parameters (see :class:`RainSynthesizer`).
+        params: preset name or parameters (see :class:`RainSynthesizer`), or a list of them.
         seed: seed of the crops and the rain.
         out_path: image to write (``.png``, ``.jpg``, ``.webp``…).
-        n: number of pairs.
+        n: number of crops.
         crop: side of each square crop in pixels.
 
     Returns:
         ``out_path`` as a Path.
 
     Raises:
-        ValueError: no images, n < 1 or crop < 1, a grid over :data:`MAX_PREVIEW_PIXELS`, or
-            an unknown preset.
+        ValueError: no images or presets, n < 1 or crop < 1, a grid over
+            :data:`MAX_PREVIEW_PIXELS`, or an unknown preset.
         ImageError: an image cannot be read.
         OutputError: the image cannot be written, or its name has no known image format.
 
     Example:
         >>> preview_grid(["a.png"], "light", seed=0, out_path="grid.png")  # doctest: +SKIP
     """
-    if not images or n < 1 or crop < 1:
-        raise ValueError(f"need images, n >= 1 and crop >= 1 (got {len(images)}, {n}, {crop})")
+    synths = [
+        RainSynthesizer(p) for p in (params if isinstance(params, list | tuple) else [params])
+    ]
+    if not images or not synths or n < 1 or crop < 1:
+        raise ValueError(
+            f"need images, presets, n >= 1 and crop >= 1 "
+            f"(got {len(images)}, {len(synths)}, {n}, {crop})"
+        )
     gap = 4
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    cell = 2 * crop + gap
+    cell = (1 + len(synths)) * (crop + gap) - gap
     pixels = (rows * (crop + gap) - gap) * (cols * (cell + gap) - gap)
     if pixels > MAX_PREVIEW_PIXELS:
         raise ValueError(
             f"{n} pairs of {crop} px crops make a {pixels / 1e6:.0f} MP image; the limit is "
             f"{MAX_PREVIEW_PIXELS / 1e6:.0f} MP (fewer pairs or a smaller crop)"
         )
-    synth = RainSynthesizer(params)
     rng = np.random.default_rng(seed)
     grid = np.full((rows * (crop + gap) - gap, cols * (cell + gap) - gap, 3), 255, np.uint8)
     for i in range(n):
         clean = _to_float(images[i % len(images)], crop, rng)
-        rainy = synth.synthesize(clean, rng)
+        state = rng.bit_generator.state
+        rainy = []
+        for synth in synths:
+            rng.bit_generator.state = state
+            rainy.append(synth.synthesize(clean, rng))
         y, x = (i // cols) * (crop + gap), (i % cols) * (cell + gap)
-        for k, img in enumerate((clean, rainy)):
+        for k, img in enumerate([clean, *rainy]):
             x0 = x + k * (crop + gap)
             grid[y : y + crop, x0 : x0 + crop] = np.round(img * 255).astype(np.uint8)
     return write_image_atomic(Image.fromarray(grid), out_path)
