@@ -4,6 +4,11 @@ The training default is ``wide`` (:class:`RainSpace`): every image draws its own
 ranges taken from the published synthesis recipes and from looking at real rain, covering
 drizzle to downpours. No validation set was measured to choose them.
 
+``real`` (:class:`RealSpace`) is ``wide`` with real-look rain on top of half the images: depth
+layers, streaks blended toward the scene's light, wind, a rare patchy veil and sensor noise.
+It is written as per-image parameters (:class:`RealLook`, drawn by :meth:`RealSpace.look`) and
+a rendering function (:func:`render_look`), so that it can be ported to batched tensors.
+
 The older ``light`` preset (kept bit-reproducible, no longer used for training) was fitted to
 statistics of Rain12's rain layers, which the project no longer allows for training data: a
 model trained on it has, in effect, seen Rain12's rain. What those measurements said:
