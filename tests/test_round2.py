@@ -123,6 +123,31 @@ def test_rain_preview_writes_the_format_the_name_says(name: str, fmt: str) -> No
         assert im.format == fmt
 
 
+def test_rain_preview_shows_presets_side_by_side() -> None:
+    make_image("photos/a.png", 64, 64)
+    result = cli(
+        "rain-preview",
+        "photos",
+        "-o",
+        "g.png",
+        "-n",
+        "1",
+        "--crop",
+        "32",
+        "--preset",
+        "wide",
+        "--preset",
+        "real",
+    )
+    assert result.exit_code == 0, result.stderr
+    with Image.open("g.png") as im:
+        assert im.size == (3 * 32 + 2 * 4, 32)  # clean | wide | real
+    bad = cli("rain-preview", "photos", "-o", "h.png", "--preset", "wide", "--preset", "drizzle")
+    assert bad.exit_code != 0
+    assert "drizzle" in one_error_line(bad)
+    assert not Path("h.png").exists()
+
+
 @pytest.mark.parametrize("name", ["x.heic", "noext"])
 def test_rain_preview_refuses_a_name_without_a_format(name: str) -> None:
     make_image("photos/a.png", 64, 64)
