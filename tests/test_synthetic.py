@@ -336,3 +336,32 @@ def test_preview_grid_shows_presets_side_by_side(tmp_path: Path) -> None:
     np.testing.assert_array_equal(wide, real)  # same generator state, same wide rain
     assert not np.array_equal(wide, light)
     assert not np.array_equal(clean, wide)
+
+
+def test_real_look_wind_bends_the_streaks() -> None:
+    clean = np.full((96, 96, 3), 0.1, np.float32)
+    layer = LookLayer(density=0.01, length=96.0, sigma=0.5, opacity=0.5, angle=0.0)
+    straight = render_look(clean, clean, _look(layers=(layer,)), np.random.default_rng(2))
+    # The wave runs down the image with one period: rows a quarter in are shifted right by
+    # its amplitude, rows three quarters in as far left.
+    wind = _look(layers=(layer,), sway=0.3, sway_period=96.0)
+    bent = render_look(clean, clean, wind, np.random.default_rng(2))
+    amplitude = 0.3 * 96 / (2 * np.pi)
+
+    def shift(y: int) -> int:
+        a, b = straight[y, :, 1] - straight[y, :, 1].mean(), bent[y, :, 1] - bent[y, :, 1].mean()
+        corr = [float((np.roll(a, s) * b).sum()) for s in range(-10, 11)]
+        return int(np.argmax(corr)) - 10
+
+    assert abs(shift(24) - amplitude) <= 1
+    assert abs(shift(72) + amplitude) <= 1
+    assert shift(0) == 0
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (33, 47), (128, 40)])
+def test_real_look_on_odd_sizes(shape: tuple[int, int]) -> None:
+    clean = np.random.default_rng(0).random((*shape, 3), dtype=np.float32)
+    space = RealSpace(look_p=1.0)
+    rainy = RainSynthesizer(space).synthesize(clean, np.random.default_rng(5))
+    assert rainy.shape == clean.shape
+    assert rainy.min() >= 0.0 and rainy.max() <= 1.0
