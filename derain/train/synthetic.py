@@ -328,7 +328,7 @@ class RealSpace:
       length ∝ fall speed × exposure ÷ distance and width ∝ drop size ÷ distance, so far layers
       are short, thin and dense (each layer covers a similar area, with ∝ distance² more,
       smaller streaks); the camera focuses on the farthest layer, so nearer layers get a
-      defocus blur growing as 1/distance and are wide and faint.
+      defocus blur ∝ 1/distance − 1/farthest and are wide and faint.
     - **Light.** Drops refract light from a wide field of view (Garg & Nayar), so a streak is
       not a fixed white: each layer blends the image toward a streak light, ``light_gain`` ×
       (``light_env`` × the environment light, the mean colour of the brightest tenth of the
@@ -341,10 +341,10 @@ class RealSpace:
       (shot-like, σ ∝ √brightness), then the ``wide`` JPEG decision.
     - **Accumulation.** Rare (:attr:`veil_rate` of all images, about 5 %), only in dense rain
       (coverage ≥ ``veil_coverage``), weak (1 − t ≤ 0.12, growing with the coverage) and patchy:
-      a smooth random field sets where it is, and the far layer is densest where the veil is,
-      so the haze always comes with the fine rain that makes it. Rain-free parts of a photo
-      are left as they are, so the network has no reason to dehaze them (a uniform,
-      frequent veil made an earlier try darken its outputs).
+      a smooth random field sets where it is, and the far layer is thinned where the field is
+      low, so the haze comes with the fine rain that makes it. Where the field is low the
+      photo is left as it is, so the network has no reason to dehaze rain-free parts (a
+      uniform, frequent veil made an earlier try darken its outputs).
 
     Ranges were chosen from the sources in the shared spec and by looking at the generated
     rain, never fitted to a validation set or to the real photos.
@@ -597,6 +597,8 @@ class RainSynthesizer:
         self, shape: tuple[int, int], rng: np.random.Generator, params: RainParams | None = None
     ) -> np.ndarray:
         """Return the additive rain (H×W float64, ≥ 0) of one image without compositing.
+
+        For ``real`` this is the ``wide`` part only; the real-look part is not additive.
 
         Args:
             shape: (H, W).
