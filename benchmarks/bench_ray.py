@@ -23,12 +23,10 @@ import numpy as np
 import torch
 from _common import Contention, add_common_args, save_section, setup
 from PIL import Image
-from rich.progress import Progress
 
 import derain
 from derain import create_model
-from derain.cli.batch import plan_jobs
-from derain.cli.run import _Runner
+from derain.batch import BatchRunner, plan_jobs
 from derain.imaging import open_image
 from derain.io_files import encode_image
 from derain.ray_batch import RaySettings
@@ -47,8 +45,7 @@ def _folder(root: Path, count: int, h: int, w: int) -> Path:
 def _local(model: str, folder: Path, out: Path) -> dict:
     """What ``derain FOLDER -o OUT`` does, timed from before the model load."""
     start = time.perf_counter()
-    options = RaySettings(model, "cpu").runner_options()
-    runner = _Runner(options, 95, Progress(disable=True))
+    runner = BatchRunner(RaySettings(model, "cpu").model_options().load, quality=95)
     runner.deraining()
     load = time.perf_counter() - start
     plan = plan_jobs([str(folder)], str(out), recursive=False, save_rain=False)

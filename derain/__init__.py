@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     DerainError,
     DerainWarning,
@@ -19,8 +20,6 @@ from .errors import (
     WeightsError,
     WeightsNotAvailableError,
 )
-
-__version__ = "0.1.0"
 
 # The rest imports torch, so it is loaded on first use: `derain --help` and `--version` stay
 # fast, and `import derain` costs nothing until a model is built.

@@ -31,16 +31,16 @@ from typing import Any
 from PIL import Image
 
 from .atomic import temp_path
-from .errors import DerainError, ImageError, OutputError
+from .errors import DerainError, ImageError, OutputError, first_line
 from .imaging import open_image
 from .io_files import (
     InputFile,
     check_writable,
     encode_output,
-    is_image_name,
     read_made_by,
     write_image_atomic,
 )
+from .suffixes import is_input_name
 
 __all__ = ["ArrowFiles", "is_uri", "list_images", "resolve"]
 
@@ -66,11 +66,6 @@ def _pyarrow_fs() -> Any:
     return pyarrow.fs
 
 
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _posix(path: str | Path) -> str:
     return path if isinstance(path, str) else path.as_posix()
 
@@ -92,7 +87,7 @@ def resolve(spec: str, filesystem: Any = None) -> tuple[Any, str]:
     try:
         fs, path = pafs.FileSystem.from_uri(spec)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise DerainError(f"{spec}: cannot open its file system ({_first(exc)})") from None
+        raise DerainError(f"{spec}: cannot open its file system ({first_line(exc)})") from None
     return fs, path.rstrip("/") or "/"
 
 
@@ -121,7 +116,7 @@ class ArrowFiles:
         try:
             return self.filesystem.get_file_info(_posix(path)).type
         except (OSError, ValueError) as exc:
-            raise OutputError(f"{self.name(path)}: cannot look it up ({_first(exc)})") from None
+            raise OutputError(f"{self.name(path)}: cannot look it up ({first_line(exc)})") from None
 
     def open_image(self, path: Path) -> Image.Image:
         """See :meth:`derain.io_files.Files.open_image`."""
@@ -132,7 +127,7 @@ class ArrowFiles:
         except FileNotFoundError:
             raise ImageError(f"{name}: no such file") from None
         except (OSError, ValueError) as exc:
-            raise ImageError(f"{name}: cannot read ({_first(exc)})") from None
+            raise ImageError(f"{name}: cannot read ({first_line(exc)})") from None
         return open_image(data, name)
 
     def write_image(self, image: Image.Image, path: Path, quality: int = 95, **meta: Any) -> None:
@@ -160,7 +155,7 @@ class ArrowFiles:
                     fs.delete_file(tmp)
                 raise
         except (OSError, ValueError) as exc:
-            raise OutputError(f"{name}: cannot write ({_first(exc)})") from None
+            raise OutputError(f"{name}: cannot write ({first_line(exc)})") from None
 
     def read_made_by(self, path: Path) -> str | None:
         """See :func:`derain.io_files.read_made_by` (reads the header only)."""
@@ -200,7 +195,7 @@ def list_images(
     """Images in folders or files on ``files``' file system, as
     :func:`derain.io_files.expand_inputs` lists local ones.
 
-    Image names are those the local lister takes (:func:`derain.io_files.is_image_name`);
+    Image names are those the local lister takes (:func:`derain.suffixes.is_input_name`);
     hidden files and folders are left out, and so is ``exclude`` (an output folder inside an
     input folder). Glob patterns are not expanded.
 
@@ -230,7 +225,7 @@ def list_images(
         try:
             listing = files.filesystem.get_file_info(pafs.FileSelector(spec, recursive=recursive))
         except (OSError, ValueError) as exc:
-            errors.append(f"{files.name(spec)}: cannot list ({_first(exc)})")
+            errors.append(f"{files.name(spec)}: cannot list ({first_line(exc)})")
             continue
         count = 0
         # As the local lister: the output folder is left out below the root, not as the root.
@@ -242,7 +237,7 @@ def list_images(
             excluded = below and (key + "/").startswith(skip)
             if entry.type != pafs.FileType.File or hidden or excluded:
                 continue
-            if is_image_name(Path(relative)):
+            if is_input_name(Path(relative)):
                 found.append(InputFile(Path(entry.path), Path(relative)))
                 count += 1
         if not count:

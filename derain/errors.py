@@ -9,8 +9,11 @@ __all__ = [
     "ModelNotFoundError",
     "OutputError",
     "TrainingError",
+    "UsageProblem",
     "WeightsError",
     "WeightsNotAvailableError",
+    "describe",
+    "first_line",
 ]
 
 
@@ -49,3 +52,26 @@ class DerainWarning(UserWarning):
 class TrainingError(DerainError):
     """A training run that cannot start or go on: a setting that does not fit the data, the
     hardware or the weights it starts from, or a checkpoint that is not there."""
+
+
+class UsageProblem(DerainError):
+    """Arguments that contradict each other (the command line reports them with exit code 2)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name if it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe(exc: BaseException, subject: str | None = None) -> str:
+    """One line for an error: ``<file>: <problem>``, prefixing ``subject`` if not named."""
+    if isinstance(exc, OSError) and not isinstance(exc, DerainError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = first_line(exc)
+        if not isinstance(exc, (DerainError, OSError)):
+            text = f"unexpected {type(exc).__name__}: {text} (run with --debug for a traceback)"
+    if subject and not text.startswith(subject):
+        text = f"{subject}: {text}"
+    return text

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import functools
-import hashlib
 import numbers
 import os
 from collections.abc import Iterable, Iterator
@@ -19,11 +15,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from ._version import __version__
+from .devices import resolve_device
+from .engines import Engine, load_engine
 from .errors import DerainError, ImageError
 from .imaging import Decoded, decode, open_image
-from .models.danet import DANet, DANetConfig
-from .onnx_model import OnnxModel, onnx_path
-from .precision import resolve_dtype
+from .precision import precision_name
+from .record import RunRecord
 from .tiling import (
     DEFAULT_OVERLAP,
     MIN_TILE,
@@ -33,13 +31,23 @@ from .tiling import (
     parse_tile,
     run_tiled,
 )
-from .video import Deflicker, VideoOptions, derain_frames, derain_video
-from .weights import resolve_model, save_pretrained
+from .weights import save_pretrained, tensors_sha256
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["DEFAULT_OVERLAP", "MIN_TILE", "DerainResult", "Deraining", "resolve_device"]
+    from .models.danet import DANet, DANetConfig
+    from .onnx_model import OnnxModel
+    from .video import Deflicker, VideoOptions
+
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "MIN_TILE",
+    "DerainResult",
+    "Deraining",
+    "resolve_device",
+    "tensors_sha256",
+]
 
 T = TypeVar("T")
 #: The in-memory kinds :meth:`Deraining.run` returns as it was given them.
@@ -74,59 +82,6 @@ class DerainResult(Generic[T]):
     mask: T
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``auto``/``cpu``/``cuda``/``cuda:N``/``mps`` into a device that really exists.
-
-    Raises:
-        DerainError: a device that was asked for by name but is not available.
-    """
-    text = str(device)
-    if text == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(text)
-    except RuntimeError:
-        raise DerainError(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DerainError(f"device {text!r} requested but CUDA is not available")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DerainError(
-                f"device {text!r} requested but only {torch.cuda.device_count()} GPU(s) exist"
-            )
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise DerainError(f"device {text!r} requested but MPS is not available")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise DerainError(f"unsupported device {text!r}; use auto, cpu, cuda, cuda:N or mps")
-    return dev
-
-
-def tensors_sha256(model: torch.nn.Module) -> str:
-    """Hex sha256 over a network's tensors (names, shapes and float32 values)."""
-    digest = hashlib.sha256()
-    for name, param in sorted(model.state_dict().items()):
-        value = param.detach().to("cpu", torch.float32).contiguous()
-        digest.update(f"{name}:{tuple(value.shape)};".encode())
-        digest.update(value.numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _check_types(model: object, overlap: object, sha256: object) -> None:
-    if not isinstance(model, (str, os.PathLike, DANet, OnnxModel)):
-        raise DerainError(
-            "model must be a model name, 'hf-hub:owner/repo', a path, a DANet or an OnnxModel, "
-            f"got {type(model).__name__}"
-        )
-    if isinstance(overlap, bool) or not isinstance(overlap, numbers.Integral):
-        raise DerainError(f"overlap must be an integer >= 0, got {overlap!r}")
-    if sha256 is not None and not isinstance(sha256, str):
-        raise DerainError(f"sha256 must be a hex digest string, got {type(sha256).__name__}")
-
-
 class Deraining:
     """Remove rain from images with a DANet model.
 
@@ -136,9 +91,10 @@ class Deraining:
             folder, or a :class:`DANet` instance (copied: the caller's model is not changed).
             The grammar of these sources is :func:`derain.weights.parse_source`. A path to an
             exported ``.onnx`` file (or a :class:`derain.onnx_model.OnnxModel`) runs with ONNX
-            Runtime, in float32.
+            Runtime, in float32. An :class:`derain.engines.Engine` already loaded is used as it
+            is (see :mod:`derain.engines` for the engines and how to add one).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (ONNX: ``auto``, ``cpu``,
-            ``cuda``).
+            ``cuda``, ``cuda:N``).
         dtype: compute precision: ``"auto"`` (bf16 on CPUs with native bf16, fp16 on CUDA,
             fp32 elsewhere; see :mod:`derain.precision`), ``"fp32"``, ``"bf16"``, ``"fp16"`` or
             a torch dtype.
@@ -159,85 +115,84 @@ class Deraining:
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | DANet | OnnxModel = "danet",
+        model: str | os.PathLike[str] | DANet | OnnxModel | Engine = "danet",
         device: str | torch.device = "auto",
         dtype: torch.dtype | str | None = "auto",
         tile: TileRequest | str = "auto",
         overlap: int = DEFAULT_OVERLAP,
         sha256: str | None = None,
     ) -> None:
-        _check_types(model, overlap, sha256)
-        #: The ONNX Runtime engine when the model is an ``.onnx`` file; ``None`` for PyTorch.
-        self.onnx: OnnxModel | None = None
-        net: DANet | None = None
-        onnx_file = None if isinstance(model, (DANet, OnnxModel)) else onnx_path(model)
-        if isinstance(model, OnnxModel) or onnx_file is not None:
-            if isinstance(model, OnnxModel):
-                if sha256 is not None:
-                    raise DerainError("sha256 checks a file; give it to OnnxModel(path, sha256=)")
-                self.onnx = model
-            else:
-                self.onnx = OnnxModel(onnx_file, sha256=sha256, device=device)
-            self.source = f"{self.onnx.path} (ONNX Runtime)"
-            self.device = self.onnx.device
-            if dtype not in ("auto", None) and resolve_dtype(dtype, self.device) != torch.float32:
-                raise DerainError(f"ONNX models run in float32; dtype {dtype} is not supported")
-            dtype = torch.float32
-        else:
-            if isinstance(model, DANet):
-                if sha256 is not None:
-                    raise DerainError("sha256 checks a weights file; a DANet object has none")
-                net, self.source = copy.deepcopy(model), "in-memory model"
-            else:
-                net, self.source = resolve_model(model, sha256=sha256)
-            self.device = resolve_device(device)
-            dtype = resolve_dtype(dtype, self.device)
+        if isinstance(overlap, bool) or not isinstance(overlap, numbers.Integral):
+            raise DerainError(f"overlap must be an integer >= 0, got {overlap!r}")
+        if sha256 is not None and not isinstance(sha256, str):
+            raise DerainError(f"sha256 must be a hex digest string, got {type(sha256).__name__}")
         tile = parse_tile(tile)
         if overlap < 0:
             raise DerainError(f"overlap must be an integer >= 0, got {overlap}")
-        self.dtype = dtype
+        #: The engine that runs the network (see :mod:`derain.engines`).
+        self.engine: Engine = load_engine(model, device=device, dtype=dtype, sha256=sha256)
         self.tile = tile
         self.overlap = int(overlap)
-        #: The PyTorch network (``None`` when an ONNX file runs instead).
-        self.model: DANet | None = None
-        if net is None:
-            return
-        # channels_last measured faster on CPU (AVX2/AVX-512) and on CUDA tensor cores.
-        net = net.eval().requires_grad_(False)
-        self.model = net.to(self.device, memory_format=torch.channels_last)
 
-    @functools.cached_property
+    @property
+    def source(self) -> str:
+        """Where the weights came from, as messages and run records name them."""
+        return self.engine.source
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs."""
+        return self.engine.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute precision."""
+        return self.engine.dtype
+
+    @property
+    def model(self) -> DANet | None:
+        """The PyTorch network (``None`` when an engine without one runs, e.g. ONNX)."""
+        return self.engine.network
+
+    @property
+    def onnx(self) -> OnnxModel | None:
+        """The ONNX Runtime model when an ``.onnx`` file runs (``None`` otherwise)."""
+        return getattr(self.engine, "onnx_model", None)
+
+    @property
     def weights_sha256(self) -> str:
         """Hex sha256 over the network's tensors (names, shapes and float32 values).
 
         It identifies the weights whatever file, Hub repository or object they came from; an
         ONNX file records the digest of the weights it was exported from.
         """
-        if self.onnx is not None:
-            return self.onnx.weights_sha256
-        return tensors_sha256(self._net())
+        return self.engine.weights_sha256
+
+    @property
+    def record(self) -> RunRecord:
+        """What made this object's outputs: derain's version, the model, its weights, the
+        precision (see :mod:`derain.record`)."""
+        return RunRecord(
+            model=self.source,
+            weights_sha256=self.weights_sha256,
+            precision=precision_name(self.dtype),
+            version=__version__,
+        )
 
     @property
     def made_by(self) -> str:
-        """The record written into each output: derain's version, the model, its weights."""
-        from . import __version__
-
-        return f"derain {__version__} (model {self.source}; weights sha256:{self.weights_sha256})"
+        """The record written into each output, as text (:meth:`RunRecord.format`)."""
+        return self.record.format()
 
     @property
     def config(self) -> DANetConfig:
-        """The network's architecture (read from the metadata for an ONNX file)."""
-        return self.onnx.config if self.onnx is not None else self._net().cfg
+        """The network's architecture."""
+        return self.engine.config
 
     @property
     def size_multiple(self) -> int:
         """Height and width the network needs internally (inputs are padded to it)."""
-        return self.onnx.size_multiple if self.onnx is not None else self._net().size_multiple
-
-    def _net(self) -> DANet:
-        if self.model is None:
-            raise DerainError(f"{self.source}: an ONNX model has no PyTorch network")
-        return self.model
+        return self.engine.size_multiple
 
     def tile_plan(self) -> TilePlan:
         """The tile side the next run uses, and why (see :class:`derain.tiling.TilePlan`)."""
@@ -247,19 +202,8 @@ class Deraining:
         """The tile side used for the next run (``None``: whole images)."""
         return self.tile_plan().tile
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
     def _forward_tile(self, x: Tensor, with_layers: bool) -> Tensor:
-        if self.onnx is not None:
-            outs = [torch.from_numpy(o) for o in self.onnx.run(x.numpy(), with_layers)]
-        else:
-            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                out = self._net()(x)
-            outs = [out.derained, out.rain, out.mask] if with_layers else [out.derained]
+        outs = self.engine.forward(x.to(self.device, non_blocking=True), with_layers)
         parts = [outs[0].float()]
         if with_layers:
             size = x.shape[-2:]
@@ -281,10 +225,10 @@ class Deraining:
                         self.size_multiple,
                         progress,
                     )
-            except torch.cuda.OutOfMemoryError:
-                if self.device.type != "cuda":
+            except Exception as exc:
+                if not self.engine.is_out_of_memory(exc):
                     raise
-                torch.cuda.empty_cache()
+                self.engine.release_memory()
                 plan = plan.halved(max(x.shape[-2:]))
 
     def _run_one(
@@ -406,6 +350,8 @@ class Deraining:
         Yields:
             Each derained frame, of the kind, size and mode it came in.
         """
+        from .video import derain_frames
+
         return derain_frames(self, frames, deflicker=deflicker)
 
     def run_video(
@@ -421,6 +367,8 @@ class Deraining:
         ``codec``, ``crf``, ``deflicker``, ``progress``) are those of
         :func:`derain.video.derain_video`.
         """
+        from .video import derain_video
+
         return derain_video(self, src, dst, **options)
 
     def save_pretrained(
@@ -430,7 +378,12 @@ class Deraining:
 
         The tensors are copied to the CPU; the model stays where it runs.
         """
-        return save_pretrained(self._net(), directory, variant=variant)
+        net = self.engine.network
+        if net is None:
+            raise DerainError(
+                f"{self.source}: the {self.engine.runtime} engine has no PyTorch network to save"
+            )
+        return save_pretrained(net, directory, variant=variant)
 
     def __repr__(self) -> str:
         return (

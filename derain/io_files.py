@@ -23,7 +23,8 @@ from PIL import Image
 from .atomic import atomic_write
 from .errors import OutputError
 from .imaging import gray_range, open_image
-from .video import VIDEO_SUFFIXES
+from .record import RECORD_PREFIX, RunRecord
+from .suffixes import IMAGE_SUFFIXES, is_image_name, is_input_name, is_video_name
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -45,14 +46,10 @@ __all__ = [
     "write_image_atomic",
 ]
 
-#: File suffixes treated as images when walking folders and expanding globs (lower case).
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
-)
 _ORIENTATION = 0x0112
 _SOFTWARE = 0x0131
-#: How a record of what made an output starts (see :func:`read_made_by`).
-MADE_BY_PREFIX = "derain "
+#: How a record of what made an output starts (see :mod:`derain.record`).
+MADE_BY_PREFIX = RECORD_PREFIX
 _QUALITY_FORMATS = frozenset({"JPEG", "WEBP"})
 _META_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})  # formats that carry ICC and EXIF
 # Modes each format can store; anything else is converted to the first entry.
@@ -84,20 +81,13 @@ class InputFile:
     relative: Path
 
 
-def is_image_name(path: Path) -> bool:
-    """Whether a file name looks like an image or video we process (hidden files never)."""
-    suffix = path.suffix.lower()
-    # Videos too: a folder run derains them frame by frame (derain.video).
-    return (suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES) and not path.name.startswith(".")
-
-
 def has_glob(spec: str) -> bool:
     """Whether ``spec`` holds glob wildcards (``*``, ``?`` or ``[``)."""
     return any(c in spec for c in "*?[")
 
 
 def iter_images(root: Path, recursive: bool, exclude: Path | None = None) -> Iterator[Path]:
-    """Image files under ``root`` in sorted order.
+    """Image and video files under ``root`` in sorted order.
 
     Symlinked folders are followed, but each real folder is visited once, so a link loop ends.
 
@@ -119,7 +109,7 @@ def iter_images(root: Path, recursive: bool, exclude: Path | None = None) -> Ite
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         for name in sorted(files):
             path = here / name
-            if is_image_name(path) and path.is_file():
+            if is_input_name(path) and path.is_file():
                 yield path
 
 
@@ -177,7 +167,7 @@ def expand_inputs(
                 rel = p.relative_to(base) if p.is_relative_to(base) else Path(p.name)
                 if p.is_dir():
                     count += add_folder(p, rel)
-                elif is_image_name(p):
+                elif is_input_name(p):
                     problem = _unreadable(p)
                     if problem:  # a symlink loop or a dangling link: this file only
                         errors.append(f"{p}: {problem}")
@@ -244,8 +234,12 @@ def read_made_by(path: str | os.PathLike[str] | BinaryIO) -> str | None:
     :func:`write_image_atomic`), or ``None`` if the file holds no such record.
 
     Only the header is read (``path`` may be a seekable binary file). BMP and PPM files cannot
-    hold a record.
+    hold a record. A video's record is read from its container (:func:`derain.video.read_made_by`).
     """
+    if isinstance(path, (str, os.PathLike)) and is_video_name(Path(path)):
+        from .video import read_made_by as read_video_record
+
+        return read_video_record(path)
     try:
         with Image.open(path) as im:
             text = im.info.get("comment") if im.format == "GIF" else im.getexif().get(_SOFTWARE)
@@ -253,7 +247,7 @@ def read_made_by(path: str | os.PathLike[str] | BinaryIO) -> str | None:
         return None
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    return text if isinstance(text, str) and text.startswith(MADE_BY_PREFIX) else None
+    return text if isinstance(text, str) and RunRecord.is_record(text) else None
 
 
 def _storable(image: Image.Image, fmt: str) -> Image.Image:

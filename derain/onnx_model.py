@@ -26,9 +26,16 @@ import torch
 from torch import Tensor
 
 from .atomic import atomic_write
-from .errors import DerainError, ModelNotFoundError, WeightsError, WeightsNotAvailableError
+from .devices import onnx_providers
+from .errors import (
+    DerainError,
+    ModelNotFoundError,
+    WeightsError,
+    WeightsNotAvailableError,
+    first_line,
+)
 from .models.danet import DANet, DANetConfig
-from .weights import parse_source, resolve_model, sha256_of
+from .weights import parse_source, resolve_model, sha256_of, tensors_sha256
 
 __all__ = [
     "INPUT_CONVENTION",
@@ -138,8 +145,6 @@ def export_onnx(
     output = Path(output)
     if output.suffix.lower() != ONNX_SUFFIX:
         raise DerainError(f"{output}: the output of an ONNX export must end in .onnx")
-    from .inference import tensors_sha256  # inference imports this module
-
     missing = [m for m in ("onnx", "onnxscript") if not _importable(m)]
     if missing:
         raise DerainError(f"ONNX export needs {' and '.join(missing)}: {_INSTALL_HINT}")
@@ -200,7 +205,8 @@ class OnnxModel:
         path: the ``.onnx`` file.
         sha256: expected digest of the file; by default the one in ``<stem>.json`` beside it,
             if that exists. A mismatch is refused before the file is parsed.
-        device: ``auto`` (CUDA when ONNX Runtime has it), ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto`` (CUDA when ONNX Runtime has it), ``cpu``, ``cuda`` or ``cuda:N``
+            (see :func:`derain.devices.onnx_providers`).
         threads: intra-op threads (default: ONNX Runtime's, one per physical core).
 
     Raises:
@@ -232,19 +238,19 @@ class OnnxModel:
             raise DerainError(
                 f"{source}: running ONNX models needs onnxruntime: {_INSTALL_HINT}"
             ) from None
-        self.providers = _providers(ort, str(device))
-        self.device = torch.device("cuda" if self.providers[0].startswith("CUDA") else "cpu")
+        providers, self.device = onnx_providers(ort.get_available_providers(), device)
+        #: The execution providers' names, the preferred first.
+        self.providers = [p if isinstance(p, str) else p[0] for p in providers]
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: no warnings on the user's terminal
         if threads:
             options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=self.providers
+                str(self.path), sess_options=options, providers=providers
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(f"{source}: not a valid ONNX model ({first})") from None
+            raise WeightsError(f"{source}: not a valid ONNX model ({first_line(exc)})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.config, self.size_multiple = _check_metadata(self.metadata, self.session, source)
 
@@ -280,25 +286,6 @@ def _read_sidecar_digest(path: Path) -> str | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("sha256", ""), str):
         raise WeightsError(f"{path}: digest file is not a JSON object with a sha256 string")
     return raw.get("sha256")
-
-
-def _providers(ort: Any, device: str) -> list[str]:
-    available = ort.get_available_providers()
-    cuda = "CUDAExecutionProvider" in available
-    cpu_only = ["CPUExecutionProvider"]
-    with_cuda = ["CUDAExecutionProvider", *cpu_only]
-    if device == "auto":
-        return with_cuda if cuda else cpu_only
-    if device == "cpu":
-        return cpu_only
-    if device.startswith("cuda"):
-        if not cuda:
-            raise DerainError(
-                f"device {device!r} requested but this onnxruntime has no CUDA provider "
-                "(install onnxruntime-gpu)"
-            )
-        return with_cuda
-    raise DerainError(f"unsupported device {device!r} for ONNX models; use auto, cpu or cuda")
 
 
 def _check_metadata(meta: dict[str, str], session: Any, source: str) -> tuple[DANetConfig, int]:

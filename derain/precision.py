@@ -17,13 +17,26 @@ import torch
 
 from .errors import DerainError
 
-__all__ = ["PRECISIONS", "cpu_has_native_bf16", "precision_name", "resolve_dtype"]
+__all__ = [
+    "DEVICE_PRECISIONS",
+    "PRECISIONS",
+    "cpu_has_native_bf16",
+    "precision_name",
+    "resolve_dtype",
+]
 
 #: Precision names (``--precision``) and the torch dtypes they mean.
 PRECISIONS: dict[str, torch.dtype] = {
     "fp32": torch.float32,
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
+}
+#: The precisions worth offering on each device type, the fastest first (a server lets its
+#: clients choose among them, as far as the engine runs them).
+DEVICE_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "cuda": ("fp16", "bf16", "fp32"),
+    "mps": ("fp32", "fp16"),
+    "cpu": ("fp32", "bf16"),
 }
 _ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 #: CPU flags (Linux /proc/cpuinfo names) of instructions that compute bf16 in hardware.

@@ -1,16 +1,16 @@
 """Batch deraining on a Ray cluster, with Ray Data as the engine.
 
 The driver plans and selects the jobs with the code ``derain run`` uses
-(:func:`derain.cli.batch.plan_jobs` and the run command's selection: same output names, same
-refusal to overwrite an input, outputs that exist are skipped unless another model made them,
-outputs checked writable first). The rest become a Ray dataset of (input, output) rows, one
-row per block, mapped by a pool of actors that each load the model once and derain one image
-per call (an image is already cut into tiles by the tile plan, so one image is the natural
-batch). Each actor opens, derains and writes its images with the run command's own job
-runner, atomically (:mod:`derain.atomic`), so a worker that dies leaves either a complete
-output or none; Ray Data restarts the actor and retries its task. A file that fails comes
-back as a one-line error and the job goes on. Inputs and outputs may also be on any file system
-pyarrow opens (``s3://``, ``gs://``, ``hdfs://``, ``file://``): see :mod:`derain.arrow_files`.
+(:mod:`derain.batch`: same output names, same refusal to overwrite an input, outputs that
+exist are skipped unless another model made them, outputs checked writable first). The rest
+become a Ray dataset of (input, output) rows, one row per block, mapped by a pool of actors
+that each load the model once and derain one image per call (an image is already cut into
+tiles by the tile plan, so one image is the natural batch). Each actor opens, derains and
+writes its images with the batch runner (:class:`derain.batch.BatchRunner`), atomically
+(:mod:`derain.atomic`), so a worker that dies leaves either a complete output or none; Ray
+Data restarts the actor and retries its task. A file that fails comes back as a one-line
+error and the job goes on. Inputs and outputs may also be on any file system pyarrow opens
+(``s3://``, ``gs://``, ``hdfs://``, ``file://``): see :mod:`derain.arrow_files`.
 
 Needs ``pip install "derain[ray]"``.
 """
@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,19 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DerainError
-from .inference import DEFAULT_OVERLAP
-from .io_files import Files
+from .batch import (
+    BatchCounts,
+    BatchEvents,
+    BatchRunner,
+    Job,
+    ModelOptions,
+    plan_file_system_jobs,
+    plan_jobs,
+    select_jobs,
+)
+from .errors import DerainError, describe, first_line
+from .io_files import Files, InputFile
+from .tiling import DEFAULT_OVERLAP
 
 __all__ = ["RayReport", "RaySettings", "derain_with_ray", "map_deraining"]
 
@@ -91,16 +100,9 @@ class RaySettings:
     workers: int | None = None
     threads: int | None = None
 
-    def runner_options(self) -> dict[str, Any]:
-        """The run command's model options."""
-        return {
-            "model": self.model,
-            "device": self.device,
-            "tile": self.tile,
-            "overlap": self.overlap,
-            "fp32": False,
-            "precision": self.precision,
-        }
+    def model_options(self) -> ModelOptions:
+        """The model and its settings, as the batch runner loads them."""
+        return ModelOptions(self.model, self.device, self.tile, self.overlap, self.precision)
 
 
 def _import_ray() -> Any:
@@ -111,30 +113,32 @@ def _import_ray() -> Any:
     return ray
 
 
-def _runner(settings: RaySettings, inputs: Files | None, outputs: Files | None) -> Any:
-    """The run command's job runner (loads the model on first use), with no progress bars."""
-    from rich.progress import Progress
+def _runner(
+    settings: RaySettings,
+    inputs: Files | None,
+    outputs: Files | None,
+    events: BatchEvents | None = None,
+) -> BatchRunner:
+    """The batch runner with the settings' model (loaded on first use)."""
+    load = settings.model_options().load
+    return BatchRunner(
+        load, quality=settings.quality, inputs=inputs, outputs=outputs, events=events
+    )
 
-    from .cli.run import _Runner
 
-    progress = Progress(disable=True)
-    options = settings.runner_options()
-    return _Runner(options, settings.quality, progress, inputs=inputs, outputs=outputs)
-
-
-class _Lines:
-    """What the run command's job selection reports, passed on to the report and callback."""
+class _Lines(BatchEvents):
+    """What the job selection reports, passed on to the report and the callback."""
 
     def __init__(self, report: RayReport, on_error: Callable[[str], None] | None) -> None:
         self.report = report
         self.on_error = on_error
 
-    def error(self, message: str, exc: BaseException | None = None) -> None:
+    def failed(self, message: str, exc: BaseException | None = None) -> None:
         self.report.errors.append(message)
         if self.on_error is not None:
             self.on_error(message)
 
-    def info(self, message: str) -> None:
+    def note(self, message: str) -> None:
         self.report.notes.append(message)
 
 
@@ -149,10 +153,6 @@ class _DerainActor:
         self.runner.deraining()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
-        from .cli.batch import Job
-        from .cli.common import describe
-        from .io_files import InputFile
-
         names, errors = [], []
         columns = (batch[c] for c in ROW_COLUMNS)
         for source, relative, target, joined in zip(*columns, strict=True):
@@ -162,7 +162,7 @@ class _DerainActor:
                 self.runner.process(job)
                 errors.append("")
             except Exception as exc:  # one bad file must not stop the job
-                errors.append(describe(exc, self.runner.inputs.name(job.source.path)))
+                errors.append(describe(exc, self.runner.inputs.name(Path(source))))
             names.append(str(source))
         return {"source": names, "error": errors}
 
@@ -283,8 +283,6 @@ def derain_with_ray(
             opened, or the arguments contradict each other (as in ``derain run``).
     """
     from .arrow_files import is_uri
-    from .cli.batch import plan_file_system_jobs, plan_jobs
-    from .cli.run import _select
 
     settings = settings or RaySettings()
     start = time.perf_counter()
@@ -304,12 +302,12 @@ def derain_with_ray(
     report = RayReport()
     lines = _Lines(report, on_error)
     for line in plan.errors:
-        lines.error(line)
-    counts: Counter[str] = Counter()
+        lines.failed(line)
+    counts = BatchCounts()
     # The driver loads the model only if outputs exist (to see which model made them).
-    runner = _runner(settings, in_files, out_files)
-    todo = _select(plan.jobs, runner, overwrite, lines, counts, False)
-    report.skipped = counts["skipped"]
+    runner = _runner(settings, in_files, out_files, lines)
+    todo = select_jobs(plan.jobs, runner, overwrite, counts)
+    report.skipped = counts.skipped
     del runner
     if todo:
         ray = _import_ray()
@@ -319,7 +317,7 @@ def derain_with_ray(
             results = _map(ray, dataset, settings, in_files, out_files)
             for row in results.iter_rows():
                 if row["error"]:
-                    lines.error(row["error"])
+                    lines.failed(row["error"])
                 else:
                     report.done += 1
     report.seconds = time.perf_counter() - start
@@ -340,8 +338,8 @@ def _connected(ray: Any, address: str | None) -> Iterator[None]:
             configure_logging=True,
         )
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DerainError(f"Ray at {address or 'local'}: cannot connect ({first})") from None
+        where = address or "local"
+        raise DerainError(f"Ray at {where}: cannot connect ({first_line(exc)})") from None
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
         yield

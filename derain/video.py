@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 
 from .atomic import atomic_write
-from .errors import DerainError, OutputError
+from .errors import DerainError, OutputError, first_line
+from .record import RunRecord
+from .suffixes import VIDEO_CONTAINERS, VIDEO_SUFFIXES, is_video_name
 
 if TYPE_CHECKING:
     from .inference import Deraining
@@ -46,18 +48,9 @@ __all__ = [
     "derain_video",
     "is_video_name",
     "probe_video",
+    "read_made_by",
 ]
 
-#: File suffixes treated as videos (lower case); the container written follows the suffix.
-_CONTAINERS = {
-    ".mp4": "mp4",
-    ".m4v": "mp4",
-    ".mov": "mov",
-    ".mkv": "matroska",
-    ".webm": "webm",
-    ".avi": "avi",
-}
-VIDEO_SUFFIXES = frozenset(_CONTAINERS)
 #: ``--codec`` names and the encoders they mean.
 _ENCODERS = {"h264": "libx264", "h265": "libx265", "hevc": "libx265", "vp9": "libvpx-vp9"}
 #: Constant-rate-factor defaults that keep the look of the source: x264's 18 is "visually
@@ -66,15 +59,24 @@ DEFAULT_CRF = {"libx264": 18, "libx265": 22, "libvpx-vp9": 31}
 #: Frames held between two stages: enough to keep every stage busy, little memory.
 QUEUE_FRAMES = 4
 _DONE = object()
+#: The container tag that holds the run record (MP4/MOV ``©cmt``, Matroska ``COMMENT``).
+RECORD_TAG = "comment"
 
 
 class VideoError(DerainError, ValueError):
     """A video that cannot be read, or settings that cannot write one."""
 
 
-def is_video_name(path: Path) -> bool:
-    """Whether a file name looks like a video we process (by suffix; hidden files never)."""
-    return path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".")
+def read_made_by(path: str | os.PathLike[str]) -> str | None:
+    """The run record an earlier run wrote into the video at ``path`` (see
+    :mod:`derain.record`), or ``None`` if it holds none or cannot be read."""
+    try:
+        with _av().open(os.fspath(path)) as container:
+            tags = {key.lower(): value for key, value in container.metadata.items()}
+    except Exception:  # an unreadable output has no record; it is redone or skipped as before
+        return None
+    text = tags.get(RECORD_TAG)
+    return text if RunRecord.is_record(text) else None
 
 
 def _av() -> Any:
@@ -108,11 +110,6 @@ class VideoInfo:
     has_audio: bool
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _open_input(src: Path) -> tuple[Any, Any]:
     """Open ``src`` and return (container, video stream) or raise a one-line VideoError."""
     av = _av()
@@ -123,7 +120,7 @@ def _open_input(src: Path) -> tuple[Any, Any]:
     except av.EOFError:
         raise VideoError(f"{src}: no video frames (the file ends before the first)") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or _first_line(exc)
+        reason = getattr(exc, "strerror", None) or first_line(exc)
         raise VideoError(f"{src}: not a video FFmpeg can read, or truncated ({reason})") from None
     if not container.streams.video:
         audio_only = bool(container.streams.audio)
@@ -336,12 +333,15 @@ class _Writer:
         encoder: str,
         crf: int | None,
         matrix: list[int] | None,
+        made_by: str,
     ) -> None:
         av = _av()
         try:
-            self.container = av.open(str(path), "w", format=_CONTAINERS[suffix])
+            self.container = av.open(str(path), "w", format=VIDEO_CONTAINERS[suffix])
         except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"{path}: cannot write ({_first_line(exc)})") from None
+            raise OutputError(f"{path}: cannot write ({first_line(exc)})") from None
+        # The run record (derain.record), where every container keeps a comment.
+        self.container.metadata[RECORD_TAG] = made_by
         ctx = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         out = self.container.add_stream(encoder, rate=rate, options=_encoder_options(encoder, crf))
@@ -368,7 +368,7 @@ class _Writer:
                 self.container.close()
                 raise VideoError(
                     f"{path}: the {audio.codec_context.name} audio cannot be copied into a "
-                    f"{suffix} file ({_first_line(exc)}); choose another output suffix"
+                    f"{suffix} file ({first_line(exc)}); choose another output suffix"
                 ) from None
 
     def frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction | None) -> None:
@@ -420,9 +420,9 @@ def _decode(src: Path, container: Any, stream: Any, put: Callable[[Any], None]) 
                 index += 1
     except av.FFmpegError as exc:
         if index == 0:
-            raise VideoError(f"{src}: no frame could be decoded ({_first_line(exc)})") from None
+            raise VideoError(f"{src}: no frame could be decoded ({first_line(exc)})") from None
         raise VideoError(
-            f"{src}: truncated or corrupt after frame {index} ({_first_line(exc)})"
+            f"{src}: truncated or corrupt after frame {index} ({first_line(exc)})"
         ) from None
     if index == 0:
         raise VideoError(f"{src}: no video frames (the video stream is empty)")
@@ -474,10 +474,10 @@ def derain_video(
     """
     src, dst = Path(src), Path(dst)
     suffix = dst.suffix.lower()
-    if suffix not in _CONTAINERS:
-        raise VideoError(f"{dst}: unknown video suffix; use {', '.join(sorted(_CONTAINERS))}")
+    if suffix not in VIDEO_CONTAINERS:
+        raise VideoError(f"{dst}: unknown video suffix; use {', '.join(sorted(VIDEO_CONTAINERS))}")
     rain_path = Path(rain) if rain is not None else None
-    if rain_path is not None and rain_path.suffix.lower() not in _CONTAINERS:
+    if rain_path is not None and rain_path.suffix.lower() not in VIDEO_CONTAINERS:
         raise VideoError(f"{rain_path}: unknown video suffix")
     encoder = _encoder(codec, suffix)
     container, stream = _open_input(src)
@@ -542,6 +542,7 @@ def _run_pipeline(
     stop = threading.Event()
     errors: list[BaseException] = []
     decoded, derained = _Lane(stop), _Lane(stop)
+    made_by = deraining.made_by
     audio = container.streams.audio[0] if container.streams.audio else None
 
     def guard(work: Callable[[], None]) -> Callable[[], None]:
@@ -572,11 +573,10 @@ def _run_pipeline(
                         early_audio.append(item.packet)
                     continue
                 if not writers:  # the first frame carries the display matrix
-                    writers.append(_Writer(tmp, suffix, stream, audio, encoder, crf, item.matrix))
+                    settings = (encoder, crf, item.matrix, made_by)
+                    writers.append(_Writer(tmp, suffix, stream, audio, *settings))
                     if rain_tmp is not None:
-                        writers.append(
-                            _Writer(rain_tmp, suffix, stream, None, encoder, crf, item.matrix)
-                        )
+                        writers.append(_Writer(rain_tmp, suffix, stream, None, *settings))
                     for packet in early_audio:
                         writers[0].packet(packet)
                 writers[0].frame(item.rgb, item.pts, item.time_base)

@@ -35,6 +35,7 @@ __all__ = [
     "CONFIG_NAME",
     "HUB_PREFIX",
     "LOCAL_PREFIX",
+    "MODEL_FILE_SUFFIXES",
     "WEIGHTS_NAME",
     "ModelSource",
     "copy_strict",
@@ -46,6 +47,7 @@ __all__ = [
     "save_pretrained",
     "sha256_of",
     "shipped_weights_dir",
+    "tensors_sha256",
 ]
 
 WEIGHTS_NAME = "model.safetensors"
@@ -53,6 +55,8 @@ CONFIG_NAME = "config.json"
 HUB_PREFIX = "hf-hub:"
 LOCAL_PREFIX = "local-dir:"
 FORMAT_VERSION = "1"
+#: Suffixes that make a source text a path to a model file (weights, or an ONNX export).
+MODEL_FILE_SUFFIXES = (".safetensors", ".onnx")
 ARCHITECTURE = "danet"
 
 
@@ -62,6 +66,19 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tensors_sha256(model: torch.nn.Module) -> str:
+    """Hex sha256 over a network's tensors (names, shapes and float32 values).
+
+    It identifies weights whatever file, Hub repository or object they came from.
+    """
+    digest = hashlib.sha256()
+    for name, param in sorted(model.state_dict().items()):
+        value = param.detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}:{tuple(value.shape)};".encode())
+        digest.update(value.numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -415,7 +432,7 @@ def _looks_like_path(text: str) -> bool:
     return (
         any(sep in text for sep in seps)
         or text.startswith((".", "~"))
-        or text.endswith((".safetensors", ".onnx"))
+        or text.endswith(MODEL_FILE_SUFFIXES)
     )
 
 

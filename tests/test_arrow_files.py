@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from derain.batch import plan_file_system_jobs
 from derain.cli import app
-from derain.cli.batch import plan_file_system_jobs
 from derain.cli.common import UsageProblem
 from derain.errors import DerainError, ImageError
 
@@ -70,9 +70,7 @@ def _get(fs: Any, path: str) -> bytes:
 
 def _run(inputs: list[str], output: str, model: Path, **fs: Any) -> tuple[RayReport, list[Any]]:
     """What :func:`derain.ray_batch.derain_with_ray` does, with the actor called here."""
-    from collections import Counter
-
-    from derain.cli.run import _select
+    from derain.batch import BatchCounts, select_jobs
     from derain.ray_batch import _runner
 
     settings = RaySettings(model=str(model), device="cpu", tile="64", precision="fp32")
@@ -82,17 +80,17 @@ def _run(inputs: list[str], output: str, model: Path, **fs: Any) -> tuple[RayRep
     report = RayReport()
     lines = _Lines(report, None)
     for line in plan.errors:
-        lines.error(line)
-    counts: Counter[str] = Counter()
-    todo = _select(plan.jobs, _runner(settings, in_files, out_files), False, lines, counts, False)
-    report.skipped = counts["skipped"]
+        lines.failed(line)
+    counts = BatchCounts()
+    todo = select_jobs(plan.jobs, _runner(settings, in_files, out_files, lines), False, counts)
+    report.skipped = counts.skipped
     if todo:
         actor = _DerainActor(settings, in_files, out_files)
         rows = _rows(todo)
         batch = {c: np.array([row[c] for row in rows]) for c in ROW_COLUMNS}
         for error in actor(batch)["error"]:
             if error:
-                lines.error(error)
+                lines.failed(error)
             else:
                 report.done += 1
     return report, todo

@@ -326,11 +326,11 @@ def test_log_output_gets_one_line_per_file(model_dir: Path) -> None:
 
 
 def test_ctrl_c_reports_the_counts(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from derain.cli import run as run_module
+    from derain.batch import BatchRunner
 
     for i in range(3):
         make_image(f"in/{i}.png", seed=i)
-    real = run_module._Runner.process
+    real = BatchRunner.process
     calls = []
 
     def interrupted_second(self, job):
@@ -339,7 +339,7 @@ def test_ctrl_c_reports_the_counts(model_dir: Path, monkeypatch: pytest.MonkeyPa
             raise KeyboardInterrupt
         return real(self, job)
 
-    monkeypatch.setattr(run_module._Runner, "process", interrupted_second)
+    monkeypatch.setattr(BatchRunner, "process", interrupted_second)
     result = cli("in", "-o", "out", "--model", model_dir)
     assert result.exit_code == 130
     last = result.stderr.strip().splitlines()[-1]

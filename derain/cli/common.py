@@ -6,7 +6,7 @@ import contextlib
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -14,11 +14,16 @@ from PIL import Image
 from rich.console import Console
 from typer.core import TyperArgument, TyperCommand
 
-from ..errors import DerainError, DerainWarning, ModelNotFoundError, WeightsError
-from ..inference import Deraining
+from ..batch import ModelOptions
+from ..errors import DerainError, DerainWarning, UsageProblem, describe
 from ..precision import PRECISIONS
 from ..tiling import TileRequest
 from ..tiling import parse_tile as parse_tile_request
+
+if TYPE_CHECKING:
+    from ..inference import Deraining
+
+__all__ = ["Reporter", "UsageProblem", "command", "describe", "load_deraining"]
 
 PROG = "derain"
 
@@ -63,10 +68,6 @@ class PlainUsage(TyperCommand):
         return pieces
 
 
-class UsageProblem(DerainError):
-    """Arguments that contradict each other; reported in one line with exit code 2."""
-
-
 class Reporter:
     """Human output on stderr, so stdout stays free for image bytes and tables."""
 
@@ -95,20 +96,6 @@ class Reporter:
         """Print a plain line unless quiet."""
         if not self.quiet:
             self._line(message)
-
-
-def describe(exc: BaseException, subject: str | None = None) -> str:
-    """One line for an error: ``<file>: <problem>``, prefixing ``subject`` if not named."""
-    if isinstance(exc, OSError) and not isinstance(exc, DerainError) and exc.strerror:
-        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    else:
-        text = str(exc).strip()
-        text = text.splitlines()[0] if text else type(exc).__name__
-        if not isinstance(exc, (DerainError, OSError)):
-            text = f"unexpected {type(exc).__name__}: {text} (run with --debug for a traceback)"
-    if subject and not text.startswith(subject):
-        text = f"{subject}: {text}"
-    return text
 
 
 def _warning_printer(reporter: Reporter, default: Callable[..., None]) -> Callable[..., None]:
@@ -194,7 +181,5 @@ def load_deraining(
 ) -> Deraining:
     """Build the :class:`derain.Deraining` front object from the command-line options."""
     dtype = parse_precision(precision, fp32)
-    try:
-        return Deraining(model, device=device, dtype=dtype, tile=parse_tile(tile), overlap=overlap)
-    except (ModelNotFoundError, WeightsError) as exc:  # name the model the message is about
-        raise type(exc)(describe(exc, model)) from exc
+    parse_tile(tile)
+    return ModelOptions(model, device, tile, overlap, dtype).load()

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from .batch import STDIO
+from ..batch import STDIO
 from .common import Reporter, UsageProblem
 
 

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..arrow_files import is_uri
-from ..errors import ImageError, OutputError
-from ..imaging import open_image
-from ..inference import Deraining
-from ..io_files import Files, LocalFiles, encode_image
+from ..batch import (
+    BatchCounts,
+    BatchEvents,
+    BatchRunner,
+    Job,
+    ModelOptions,
+    VideoSettings,
+    plan_jobs,
+    select_jobs,
+)
 from ..tiling import DEFAULT_OVERLAP
 from . import LOCAL_RAY
-from .batch import Job, plan_jobs
 from .common import (
     DebugOpt,
     DeviceOpt,
@@ -33,8 +36,7 @@ from .common import (
     UsageProblem,
     check_model_options,
     command,
-    describe,
-    load_deraining,
+    parse_precision,
 )
 
 HELP = """Derain images: files, folders (-r to recurse), glob patterns, or - for a pipe.
@@ -45,107 +47,48 @@ interrupted command finishes the job. `derain IMAGE` is short for `derain run IM
 """
 
 
-def _read_stdin() -> Image.Image:
-    data = sys.stdin.buffer.read()
-    if not data:
-        raise ImageError("<stdin>: no image data on standard input")
-    return open_image(data, "<stdin>")
+class _Bars(BatchEvents):
+    """The batch's events as rich bars (files, and the tiles or frames of the current one)
+    and lines on stderr."""
 
-
-class _Runner:
-    """Runs the jobs one by one; the model is loaded only when a job needs it.
-
-    Images are read through ``inputs`` and written through ``outputs`` (local paths unless
-    given: a Ray job's may be on a pyarrow file system).
-    """
-
-    def __init__(
-        self,
-        options: dict[str, Any],
-        quality: int,
-        progress: Progress,
-        video: dict[str, Any] | None = None,
-        inputs: Files | None = None,
-        outputs: Files | None = None,
-    ) -> None:
-        self.options = options
-        self.quality = quality
-        self.video = video or {}
-        self.inputs = inputs or LocalFiles()
-        self.outputs = outputs or LocalFiles()
+    def __init__(self, reporter: Reporter, progress: Progress, lines: bool) -> None:
+        self.reporter = reporter
         self.progress = progress
-        self.tiles = progress.add_task("tiles", visible=False, total=None)
-        self._deraining: Deraining | None = None
+        #: One line per file where no bar is drawn (a log, CI) and for a single image.
+        self.lines = lines
+        self.files = progress.add_task("files", total=None)
+        self.current = progress.add_task("tiles", visible=False, total=None)  # below the files
+        self.ended_jobs = 0
 
-    def deraining(self) -> Deraining:
-        if self._deraining is None:
-            self._deraining = load_deraining(**self.options)
-        return self._deraining
+    def skipped(self, job: Job) -> None:
+        if self.lines:
+            self.reporter.info(f"skipped {job.target}: it exists (use --overwrite)")
 
-    def _on_tile(self, done: int, total: int) -> None:
+    def note(self, message: str) -> None:
+        self.reporter.info(message)
+
+    def failed(self, message: str, exc: BaseException | None = None) -> None:
+        self.reporter.error(message, exc)
+
+    def started(self, job: Job) -> None:
+        name = f"  {job.name} (frames)" if job.is_video else f"  {job.name}"
+        self.progress.update(self.current, description=name, completed=0, visible=False)
+
+    def tiles(self, done: int, total: int) -> None:
         # Only images that need several tiles get their own bar.
-        self.progress.update(self.tiles, completed=done, total=total, visible=total > 1)
+        self.progress.update(self.current, completed=done, total=total, visible=total > 1)
 
-    def _on_frame(self, done: int, total: int | None) -> None:
-        self.progress.update(self.tiles, completed=done, total=total, visible=True)
+    def frames(self, done: int, total: int | None) -> None:
+        self.progress.update(self.current, completed=done, total=total, visible=True)
 
-    def process_video(self, job: Job) -> None:
-        from ..video import Deflicker
+    def wrote(self, job: Job) -> None:
+        if self.lines and job.target is not None:
+            self.reporter.info(f"wrote {job.target}")
 
-        assert job.source is not None and job.target is not None
-        self.progress.update(self.tiles, description=f"  {job.name} (frames)", completed=0)
-        deflicker = Deflicker() if self.video.get("deflicker") else None
-        self.deraining().run_video(
-            job.source.path,
-            job.target,
-            rain=job.layers[0] if job.layers else None,
-            codec=self.video.get("codec"),
-            crf=self.video.get("crf"),
-            deflicker=deflicker,
-            progress=self._on_frame,
-        )
-        self.progress.update(self.tiles, visible=False)
-
-    def process(self, job: Job) -> None:
-        if job.is_video:
-            self.process_video(job)
-            return
-        deraining = self.deraining()
-        image = self.inputs.open_image(job.source.path) if job.source else _read_stdin()
-        self.progress.update(self.tiles, description=f"  {job.name}", completed=0, visible=False)
-        result = deraining.run(
-            image, return_layers="view" if job.layers else False, progress=self._on_tile
-        )
-        self.progress.update(self.tiles, visible=False)
-        derained = result.image if job.layers is not None else result
-        meta = {
-            "icc_profile": image.info.get("icc_profile"),
-            "exif": image.getexif(),
-            "made_by": deraining.made_by,
-        }
-        own = image.format if image.format in Image.SAVE else None
-        if job.target is None:
-            data = encode_image(derained, own or "PNG", self.quality, **meta)
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-            return
-        write = self.outputs.write_image
-        write(derained, job.target, self.quality, **meta)
-        if job.layers is not None:
-            made_by = deraining.made_by
-            write(result.rain, job.layers[0], format="PNG", made_by=made_by)
-            write(result.mask, job.layers[1], format="PNG", made_by=made_by)
-
-    def stale_reason(self, job: Job) -> str | None:
-        """Why existing outputs must be redone: another model made them (``None``: keep them).
-
-        Outputs with no record (BMP, PPM, or written by an older derain) are kept.
-        """
-        assert job.target is not None
-        recorded = self.outputs.read_made_by(job.target)
-        if recorded is None or f"sha256:{self.deraining().weights_sha256}" in recorded:
-            return None
-        return f"redoing {job.target}: it was made by another model ({recorded})"
+    def ended(self, job: Job) -> None:
+        self.progress.update(self.current, visible=False)
+        self.progress.advance(self.files)
+        self.ended_jobs += 1
 
 
 def _progress(reporter: Reporter) -> Progress:
@@ -245,83 +188,24 @@ def run(
             )
         for line in plan.errors:
             reporter.error(line)
-        counts = Counter(failed=len(plan.errors))
-        options = {
-            "model": model,
-            "device": device,
-            "tile": tile,
-            "overlap": overlap,
-            "fp32": fp32,
-            "precision": precision,
-        }
+        counts = BatchCounts(failed=len(plan.errors))
+        options = ModelOptions(model, device, tile, overlap, parse_precision(precision, fp32))
+        video = VideoSettings(codec, crf, deflicker)
         with _progress(reporter) as progress:
-            # One line per file where no bar is drawn (a log, CI) and for a single image.
-            lines = plan.single or progress.disable
-            files = progress.add_task("files", total=None)
-            video = {"codec": codec, "crf": crf, "deflicker": deflicker}
-            runner = _Runner(
-                options, quality, progress, video
-            )  # its tile bar goes below the files bar
-            todo = _select(plan.jobs, runner, overwrite, reporter, counts, lines)
-            progress.update(files, total=len(todo))
-            started = 0
+            bars = _Bars(reporter, progress, lines=plan.single or progress.disable)
+            runner = BatchRunner(options.load, quality=quality, video=video, events=bars)
+            todo = select_jobs(plan.jobs, runner, overwrite, counts)
+            progress.update(bars.files, total=len(todo))
             try:
-                for job in todo:
-                    runner.deraining()  # a model that cannot load stops the whole run
-                    try:
-                        runner.process(job)
-                        counts["done"] += 1
-                        if lines and job.target is not None:
-                            reporter.info(f"wrote {job.target}")
-                    except Exception as exc:  # keep going: one bad file must not stop a batch
-                        counts["failed"] += 1
-                        reporter.error(describe(exc, job.name), exc)
-                    progress.advance(files)
-                    started += 1
+                runner.run(todo, counts)
             except KeyboardInterrupt:
-                left = len(todo) - started  # the one interrupted is not done
-                reporter.error(f"interrupted; {_summary(counts)}, not done {left}")
+                left = len(todo) - bars.ended_jobs  # the one interrupted is not done
+                reporter.error(f"interrupted; {counts.summary()}, not done {left}")
                 raise typer.Exit(130) from None
         if not plan.single:
-            reporter.info(_summary(counts))
-        if counts["failed"]:
+            reporter.info(counts.summary())
+        if counts.failed:
             raise typer.Exit(1)
-
-
-def _summary(counts: Counter[str]) -> str:
-    return f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}"
-
-
-def _select(
-    jobs: list[Job],
-    runner: _Runner,
-    overwrite: bool,
-    reporter: Reporter,
-    counts: Counter[str],
-    lines: bool,
-) -> list[Job]:
-    """The jobs to run: outputs that exist are skipped (unless another model made them), and
-    every output is checked to be writable before any image is derained."""
-    todo = []
-    exists = runner.outputs.exists
-    for job in jobs:
-        if job.target is not None and not overwrite and all(exists(p) for p in job.outputs()):
-            reason = runner.stale_reason(job)
-            if reason is None:
-                counts["skipped"] += 1
-                if lines:
-                    reporter.info(f"skipped {job.target}: it exists (use --overwrite)")
-                continue
-            reporter.info(reason)
-        try:
-            for out in job.outputs():
-                runner.outputs.check_writable(out)
-        except OutputError as exc:
-            counts["failed"] += 1
-            reporter.error(describe(exc, job.name), exc)
-            continue
-        todo.append(job)
-    return todo
 
 
 def stdout_is_terminal() -> bool:

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..batch import derain_image
 from ..errors import DerainError
 from ..imaging import open_image
 from ..inference import Deraining
-from ..io_files import encode_image
-from ..precision import PRECISIONS, precision_name
+from ..precision import DEVICE_PRECISIONS, PRECISIONS, precision_name
+from ..record import RunRecord
 from ..tiling import Progress
+from ..weights import HUB_PREFIX, MODEL_FILE_SUFFIXES, parse_source
 from .uploads import Busy, Probe, RequestProblem
 
 __all__ = [
@@ -40,25 +42,21 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Precisions a client may ask for, per device type, beside the server's default
-#: (``--precision``, by default derain's ``auto`` choice for the device).
-OFFERED_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "cuda": ("fp16", "bf16", "fp32"),
-    "mps": ("fp32", "fp16"),
-    "cpu": ("fp32", "bf16"),
-}
-#: The rain layer and mask are grayscale maps: always lossless PNG.
-LAYER_FORMAT = "PNG"
-
 
 def model_key(spec: str) -> str:
-    """The name clients use for a ``--model`` value: never the server's file path."""
-    if spec.startswith("hf-hub:"):
-        return spec.removeprefix("hf-hub:")
-    path = Path(spec.removeprefix("local-dir:"))
-    if path.suffix in (".safetensors", ".onnx"):
-        return path.stem
-    return path.name if len(path.parts) > 1 or spec.startswith("local-dir:") else spec
+    """The name clients use for a ``--model`` value: never the server's file path.
+
+    Read with the grammar of :func:`derain.weights.parse_source`: a Hub id keeps its
+    ``owner/repo[@revision]``, a registry name stays, a path becomes its file's stem or its
+    folder's name.
+    """
+    source = parse_source(spec)
+    if source.kind == "hub":
+        return spec.removeprefix(HUB_PREFIX)
+    if source.kind == "registry":
+        return source.value
+    path = Path(source.value)
+    return path.stem if path.suffix in MODEL_FILE_SUFFIXES else path.name
 
 
 @dataclass(frozen=True)
@@ -68,24 +66,29 @@ class LoadedModel:
     name: str
     by_precision: dict[str, Deraining]
     #: What each answer records about its maker (EXIF Software, PNG text): the version, the
-    #: model's name (not the server's path to it) and the weights' sha256.
-    made_by: str
+    #: model's name (not the server's path to it), the weights' sha256 and the default
+    #: precision (see :mod:`derain.record`).
+    record: RunRecord
+
+    @property
+    def made_by(self) -> str:
+        """:attr:`record` as the text written into each answer."""
+        return self.record.format()
 
     @property
     def precisions(self) -> list[str]:
         return list(self.by_precision)
 
     def describe(self) -> dict[str, Any]:
-        first = next(iter(self.by_precision.values()))
-        net = first.model  # None when an ONNX file runs on ONNX Runtime
+        engine = next(iter(self.by_precision.values())).engine
         return {
             "name": self.name,
             "precisions": self.precisions,
             "default_precision": self.precisions[0],
-            "device": str(first.device),
-            "runtime": "pytorch" if net is not None else "onnxruntime",
-            "parameters": sum(p.numel() for p in net.parameters()) if net is not None else None,
-            "weights_sha256": first.weights_sha256,
+            "device": str(engine.device),
+            "runtime": engine.runtime,
+            "parameters": engine.parameter_count(),
+            "weights_sha256": engine.weights_sha256,
         }
 
 
@@ -267,17 +270,9 @@ class Engine:
         t0 = time.perf_counter()
         loaded, deraining = choice
         image = open_image(data, name)
-        result = deraining.run(image, return_layers=layers, progress=progress)
-        derained = result.image if layers else result
-        meta = {
-            "icc_profile": image.info.get("icc_profile"),
-            "exif": image.getexif(),
-            "made_by": loaded.made_by,
-        }
-        body = encode_image(derained, probe.write_format, self.quality, **meta)
-        made_by = loaded.made_by
-        rain = encode_image(result.rain, LAYER_FORMAT, made_by=made_by) if layers else None
-        mask = encode_image(result.mask, LAYER_FORMAT, made_by=made_by) if layers else None
+        out = derain_image(deraining, image, layers=layers, progress=progress, record=loaded.record)
+        body = out.encode(probe.write_format, self.quality)
+        rain, mask = out.encode_layers()
         seconds = time.perf_counter() - t0
         return Derained(body, probe.media_type, probe.write_format, seconds, rain, mask)
 
@@ -296,18 +291,13 @@ def load_models(specs: Sequence[str], load: Callable[[str], Deraining]) -> list[
         if any(m.name == key for m in loaded):
             raise DerainError(f"{spec}: two models would both be called {key!r}")
         base = load(spec)
+        engine = base.engine
         by_precision = {precision_name(base.dtype): base}
-        # An ONNX file runs in fp32 only; a PyTorch network gets a copy per precision.
-        offered = OFFERED_PRECISIONS.get(base.device.type, ()) if base.model is not None else ()
-        for name in offered:
-            if name not in by_precision:
-                by_precision[name] = Deraining(
-                    base.model,
-                    device=base.device,
-                    dtype=PRECISIONS[name],
-                    tile=base.tile,
-                    overlap=base.overlap,
-                )
-        made_by = base.made_by.replace(base.source, key, 1)  # the server's paths stay private
-        loaded.append(LoadedModel(key, by_precision, made_by))
+        # Each precision the device offers and the engine runs, the weights shared.
+        for name in DEVICE_PRECISIONS.get(base.device.type, ()):
+            if name not in by_precision and PRECISIONS[name] in engine.supported_dtypes:
+                twin = engine.with_dtype(PRECISIONS[name])
+                by_precision[name] = Deraining(twin, tile=base.tile, overlap=base.overlap)
+        record = base.record.renamed(key)  # the server's paths stay private
+        loaded.append(LoadedModel(key, by_precision, record))
     return loaded

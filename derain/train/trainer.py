@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..devices import resolve_device
 from ..errors import TrainingError
 from ..evaluate import Scored, evaluate
-from ..inference import Deraining, resolve_device
+from ..inference import Deraining
 from ..models.danet import DANet
 from ..pairs import find_pairs
 from ..precision import cpu_has_native_bf16

@@ -1,0 +1,135 @@
+"""The interface every engine implements: one loaded network on one device.
+
+An engine knows the facts of its model (architecture, the size multiple its inputs need, the
+digest of its weights, the precisions it computes in) and runs one forward pass on a tensor
+already on its device. Everything around that pass (reading, tiling, padding, the layers,
+writing) is :class:`derain.Deraining`'s and the same for every engine.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..errors import DerainError
+from ..precision import precision_name, resolve_dtype
+
+if TYPE_CHECKING:
+    from ..models.danet import DANet, DANetConfig
+
+__all__ = ["DtypeRequest", "Engine", "ModelSource"]
+
+#: What a caller may give as a model: a source text or path, or an object an engine claims.
+ModelSource = str | os.PathLike[str] | object
+#: A compute precision as :class:`derain.Deraining` takes it.
+DtypeRequest = torch.dtype | str | None
+
+
+class Engine(ABC):
+    """One network, loaded once, that runs a forward pass on a device tensor.
+
+    Subclasses set :attr:`runtime`, :attr:`source`, :attr:`device` and :attr:`dtype`, and
+    implement the abstract members. To add one, see ``docs/architecture.md``.
+
+    Attributes:
+        runtime: the engine's name in messages and in the server's model list.
+        source: where the weights came from, as messages and run records name them.
+        device: where :meth:`forward` runs (its input and outputs live there).
+        dtype: the compute precision (one of :attr:`supported_dtypes`).
+    """
+
+    runtime: ClassVar[str]
+    source: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @classmethod
+    @abstractmethod
+    def claims(cls, model: ModelSource) -> bool:
+        """Whether this engine runs ``model`` (the registry asks each engine in turn)."""
+
+    @classmethod
+    @abstractmethod
+    def load(
+        cls,
+        model: ModelSource,
+        *,
+        device: str | torch.device = "auto",
+        dtype: DtypeRequest = "auto",
+        sha256: str | None = None,
+    ) -> Engine:
+        """Load ``model`` onto ``device`` in ``dtype``, checking its file against ``sha256``."""
+
+    @property
+    @abstractmethod
+    def config(self) -> DANetConfig:
+        """The network's architecture."""
+
+    @property
+    @abstractmethod
+    def size_multiple(self) -> int:
+        """Height and width :meth:`forward` needs its input to be multiples of."""
+
+    @property
+    @abstractmethod
+    def weights_sha256(self) -> str:
+        """Hex sha256 over the network's tensors, whatever file they came from."""
+
+    @property
+    @abstractmethod
+    def supported_dtypes(self) -> tuple[torch.dtype, ...]:
+        """The compute precisions this engine runs on its device (the default first)."""
+
+    @abstractmethod
+    def forward(self, x: Tensor, with_layers: bool) -> tuple[Tensor, ...]:
+        """One pass over ``x`` (N×3×H×W, float32 in [0, 1], on :attr:`device`; H and W
+        multiples of :attr:`size_multiple`).
+
+        Returns:
+            ``(derained,)`` at input size, or with ``with_layers`` also the rain layer and
+            the mask at half size; on :attr:`device`, in any float dtype.
+        """
+
+    @abstractmethod
+    def with_dtype(self, dtype: torch.dtype) -> Engine:
+        """The same weights computing in ``dtype`` (shared, not copied, where possible)."""
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the device ran out of memory (the caller retries smaller)."""
+        return False
+
+    def release_memory(self) -> None:  # noqa: B027  (optional hook: nothing to do by default)
+        """Give cached device memory back after an out-of-memory error."""
+
+    @property
+    def network(self) -> DANet | None:
+        """The PyTorch network, for engines that hold one (``None`` otherwise)."""
+        return None
+
+    def parameter_count(self) -> int | None:
+        """How many parameters the network has, where the engine can tell."""
+        net = self.network
+        return sum(p.numel() for p in net.parameters()) if net is not None else None
+
+    def choose_dtype(self, request: DtypeRequest) -> torch.dtype:
+        """``request`` as a dtype this engine runs (``auto``: the first supported one that
+        :func:`derain.precision.resolve_dtype` would pick, else the engine's default).
+
+        Raises:
+            DerainError: a precision this engine does not run.
+        """
+        supported = self.supported_dtypes
+        wanted = resolve_dtype(request, self.device)
+        if wanted in supported:
+            return wanted
+        if request is None or request == "auto":
+            return supported[0]
+        names = ", ".join(precision_name(d) for d in supported)
+        raise DerainError(
+            f"{self.runtime} runs {self.source} in {names} "
+            f"({', '.join(str(d) for d in supported)}); dtype {request} is not supported"
+        )

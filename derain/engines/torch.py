@@ -1,0 +1,113 @@
+"""The PyTorch engine: a DANet on a torch device, in fp32 or under bf16/fp16 autocast."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..devices import resolve_device
+from ..errors import DerainError
+from ..models.danet import DANet, DANetConfig
+from ..precision import PRECISIONS
+from ..weights import resolve_model, tensors_sha256
+from .base import DtypeRequest, Engine, ModelSource
+
+__all__ = ["TorchEngine"]
+
+
+class TorchEngine(Engine):
+    """A DANet run by PyTorch (sources: registry names, ``hf-hub:``, files, folders, a DANet).
+
+    Args:
+        net: the network (moved to ``device``; pass a copy to keep yours as it is).
+        source: where it came from.
+        device: where it runs.
+        dtype: fp32, the autocast precision, or ``auto`` (see :mod:`derain.precision`).
+    """
+
+    runtime: ClassVar[str] = "pytorch"
+
+    def __init__(
+        self, net: DANet, source: str, device: torch.device, dtype: DtypeRequest = "auto"
+    ) -> None:
+        # channels_last measured faster on CPU (AVX2/AVX-512) and on CUDA tensor cores.
+        net = net.eval().requires_grad_(False)
+        self.net = net.to(device, memory_format=torch.channels_last)
+        self.source = source
+        self.device = device
+        self.dtype = self.choose_dtype(dtype)
+
+    @classmethod
+    def claims(cls, model: ModelSource) -> bool:
+        """Any source text or path (the last engine asked), or a :class:`DANet`."""
+        return isinstance(model, (str, os.PathLike, DANet))
+
+    @classmethod
+    def load(
+        cls,
+        model: ModelSource,
+        *,
+        device: str | torch.device = "auto",
+        dtype: DtypeRequest = "auto",
+        sha256: str | None = None,
+    ) -> TorchEngine:
+        """See :meth:`Engine.load`; a :class:`DANet` is copied (the caller's is not changed)."""
+        if isinstance(model, DANet):
+            if sha256 is not None:
+                raise DerainError("sha256 checks a weights file; a DANet object has none")
+            net, source = copy.deepcopy(model), "in-memory model"
+        elif isinstance(model, (str, os.PathLike)):
+            net, source = resolve_model(model, sha256=sha256)
+        else:
+            raise DerainError(f"the PyTorch engine cannot load a {type(model).__name__}")
+        return cls(net, source, resolve_device(device), dtype)
+
+    @property
+    def config(self) -> DANetConfig:
+        return self.net.cfg
+
+    @property
+    def size_multiple(self) -> int:
+        return self.net.size_multiple
+
+    @property
+    def weights_sha256(self) -> str:
+        if not hasattr(self, "_sha256"):
+            self._sha256 = tensors_sha256(self.net)
+        return self._sha256
+
+    @property
+    def supported_dtypes(self) -> tuple[torch.dtype, ...]:
+        return tuple(PRECISIONS.values())
+
+    @property
+    def network(self) -> DANet:
+        return self.net
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def forward(self, x: Tensor, with_layers: bool) -> tuple[Tensor, ...]:
+        x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self.net(x)
+        return (out.derained, out.rain, out.mask) if with_layers else (out.derained,)
+
+    def with_dtype(self, dtype: torch.dtype) -> TorchEngine:
+        twin = copy.copy(self)  # the same network object: the weights are shared
+        twin.dtype = self.choose_dtype(dtype)
+        return twin
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        return self.device.type == "cuda" and isinstance(exc, torch.cuda.OutOfMemoryError)
+
+    def release_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
