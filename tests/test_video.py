@@ -339,3 +339,36 @@ def test_cli_folder_picks_up_videos_with_save_rain(model_dir: Path, tmp_path: Pa
     assert len(_read(folder / "b_rain.mkv")[0]) == 3
     code, out = _cli([str(folder), "-m", str(model_dir), "--save-rain"])  # a rerun skips them
     assert "done 0, skipped 2, failed 1" in out
+
+
+def test_video_carries_the_run_record(deraining: Deraining, tmp_path: Path) -> None:
+    from derain.record import RunRecord
+    from derain.video import read_made_by
+
+    dst = derain_video(deraining, make_clip(tmp_path / "clip.mp4"), tmp_path / "out.mkv")
+    record = RunRecord.parse(read_made_by(dst))
+    assert record is not None and record.weights_sha256 == deraining.weights_sha256
+    assert record.precision == "fp32"
+
+
+def test_rerun_with_another_model_redoes_the_video(
+    model_dir: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A video made by one model is kept on a rerun with it, and redone with another one."""
+    import torch
+
+    import derain
+
+    torch.manual_seed(1)
+    other = tmp_path_factory.mktemp("other-model")
+    derain.save_pretrained(DANet(TINY), other)
+    src = make_clip(tmp_path / "clip.mp4")
+    dst = tmp_path / "clean.mp4"
+    assert _cli([str(src), "-o", str(dst), "-m", str(model_dir)])[0] == 0
+    code, out = _cli([str(src), "-o", str(dst), "-m", str(model_dir)])
+    assert code == 0 and "skipped" in out and "redoing" not in out
+    first = dst.read_bytes()
+    code, out = _cli([str(src), "-o", str(dst), "-m", str(other)])
+    assert code == 0, out
+    assert f"redoing {dst}: it was made by another model" in out
+    assert dst.read_bytes() != first
