@@ -41,7 +41,7 @@ from .io_files import (
 )
 from .record import RunRecord
 from .suffixes import VIDEO_SUFFIXES, is_video_name
-from .tiling import DEFAULT_OVERLAP, parse_tile
+from .tiling import DEFAULT_OVERLAP, TileProgress, parse_tile
 
 if TYPE_CHECKING:
     from .inference import Deraining, LayerRequest
@@ -458,7 +458,7 @@ def derain_image(
     image: Image.Image,
     *,
     layers: LayerRequest = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: TileProgress | None = None,
     record: RunRecord | None = None,
 ) -> DerainedImage:
     """Derain a decoded image and gather what its output carries (the decode → derain →

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DerainWarning, ImageError
+from .errors import DerainWarning, ImageError, first_line
 
 __all__ = ["Decoded", "ImageInput", "ImageSource", "decode", "gray_range", "open_image", "rgb8"]
 
@@ -100,7 +100,7 @@ def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image file Pillow can read") from None
     except Exception as exc:  # Pillow's plugins raise many kinds (IndexError, struct.error…)
-        raise ImageError(f"{label}: cannot read image ({_first_line(exc)})") from None
+        raise ImageError(f"{label}: cannot read image ({_pillow_reason(exc)})") from None
     if frames > 1:
         warnings.warn(
             f"{label}: animated image with {frames} frames; only the first is derained",
@@ -154,12 +154,12 @@ def rgb8(image: ImageInput, name: str | None = None, min_side: int = 0) -> np.nd
     return np.asarray(im, dtype=np.uint8)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    text = text.splitlines()[0] if text else ""
-    if isinstance(exc, (OSError, SyntaxError, ValueError, EOFError)):  # Pillow's own messages
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _pillow_reason(exc: BaseException) -> str:
+    """Pillow's own messages as they are; other errors of its plugins with their type."""
+    text = first_line(exc)
+    if isinstance(exc, (OSError, SyntaxError, ValueError, EOFError)) or not str(exc).strip():
+        return text
+    return f"{type(exc).__name__}: {text}"
 
 
 def _exif_transpose(im: Image.Image) -> Image.Image:

@@ -25,8 +25,8 @@ from .record import RunRecord
 from .tiling import (
     DEFAULT_OVERLAP,
     MIN_TILE,
-    Progress,
     TilePlan,
+    TileProgress,
     TileRequest,
     parse_tile,
     run_tiled,
@@ -211,7 +211,7 @@ class Deraining:
             parts += [up(outs[1]).mean(1, keepdim=True), up(outs[2]).mean(1, keepdim=True)]
         return torch.cat(parts, dim=1).cpu()
 
-    def _run_rgb(self, rgb: np.ndarray, with_layers: bool, progress: Progress | None) -> Tensor:
+    def _run_rgb(self, rgb: np.ndarray, with_layers: bool, progress: TileProgress | None) -> Tensor:
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # H×W×3 -> 1×3×H×W
         plan = self.tile_plan()
         while True:
@@ -232,7 +232,7 @@ class Deraining:
                 plan = plan.halved(max(x.shape[-2:]))
 
     def _run_one(
-        self, image: Any, name: str, return_layers: LayerRequest, progress: Progress | None
+        self, image: Any, name: str, return_layers: LayerRequest, progress: TileProgress | None
     ) -> Any:
         if isinstance(image, (str, os.PathLike)):
             name = os.fspath(image)
@@ -260,7 +260,7 @@ class Deraining:
         image: str | os.PathLike[str],
         *,
         return_layers: Literal[False] = False,
-        progress: Progress | None = None,
+        progress: TileProgress | None = None,
     ) -> Image.Image: ...
     @overload
     def run(
@@ -268,7 +268,7 @@ class Deraining:
         image: str | os.PathLike[str],
         *,
         return_layers: Literal[True, "view"],
-        progress: Progress | None = None,
+        progress: TileProgress | None = None,
     ) -> DerainResult[Image.Image]: ...
     @overload
     def run(
@@ -276,7 +276,7 @@ class Deraining:
         image: Pixels,
         *,
         return_layers: Literal[False] = False,
-        progress: Progress | None = None,
+        progress: TileProgress | None = None,
     ) -> Pixels: ...
     @overload
     def run(
@@ -284,7 +284,7 @@ class Deraining:
         image: Pixels,
         *,
         return_layers: Literal[True, "view"],
-        progress: Progress | None = None,
+        progress: TileProgress | None = None,
     ) -> DerainResult[Pixels]: ...
     @overload
     def run(
@@ -292,14 +292,14 @@ class Deraining:
         image: list[Any] | tuple[Any, ...],
         *,
         return_layers: LayerRequest = False,
-        progress: Progress | None = None,
+        progress: TileProgress | None = None,
     ) -> list[Any]: ...
     def run(
         self,
         image: Any,
         *,
         return_layers: LayerRequest = False,
-        progress: Progress | None = None,
+        progress: TileProgress | None = None,
     ) -> Any:
         """Derain one image, a batch tensor, or a list of images.
 

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_OVERLAP",
     "MIN_TILE",
     "TilePlan",
+    "TileProgress",
     "TileRequest",
     "pad_to_multiple",
     "parse_tile",
@@ -37,7 +38,10 @@ __all__ = [
 ]
 
 TileFn = Callable[[Tensor], Tensor]
-Progress = Callable[[int, int], None]
+#: A tile progress callback: ``progress(done, total)`` after each tile.
+TileProgress = Callable[[int, int], None]
+#: The former name of :data:`TileProgress`, kept for code that imports it.
+Progress = TileProgress
 #: A tile request: a side in pixels, ``"auto"`` (from the device) or ``None`` (never tile).
 TileRequest = int | Literal["auto"] | None
 
@@ -204,7 +208,7 @@ def run_tiled(
     tile: int | None,
     overlap: int,
     multiple: int,
-    progress: Progress | None = None,
+    progress: TileProgress | None = None,
 ) -> Tensor:
     """Apply ``fn`` to ``image`` (1×3×H×W on the host), in blended tiles when it is large.
 

@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .atomic import atomic_write
-from .errors import ModelNotFoundError, WeightsError, WeightsNotAvailableError
+from .errors import ModelNotFoundError, WeightsError, WeightsNotAvailableError, first_line
 from .models.danet import DANet, DANetConfig
 from .models.registry import ModelInfo, get_model_info, list_models
 
@@ -204,8 +204,7 @@ def load_file(
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsError(f"{source}: not a valid safetensors file ({first})") from None
+        raise WeightsError(f"{source}: not a valid safetensors file ({first_line(exc)})") from None
     if config is None:
         if "derain" not in header:
             raise WeightsError(f"{source}: no architecture config in the file or beside it")
@@ -362,8 +361,9 @@ def _load_hub(source: ModelSource, spec: str, sha256: str | None = None) -> DANe
                 for name in (CONFIG_NAME, WEIGHTS_NAME)
             }
     except HFValidationError as exc:  # a ValueError: malformed repo id, never reaches the network
-        first = str(exc).splitlines()[0]
-        raise ModelNotFoundError(f"{spec}: not a valid Hub repository id ({first})") from None
+        raise ModelNotFoundError(
+            f"{spec}: not a valid Hub repository id ({first_line(exc)})"
+        ) from None
     except LocalEntryNotFoundError:
         if offline:
             raise WeightsNotAvailableError(
@@ -382,8 +382,7 @@ def _load_hub(source: ModelSource, spec: str, sha256: str | None = None) -> DANe
             f"{spec}: repository has no {WEIGHTS_NAME} and {CONFIG_NAME}"
         ) from None
     except (HfHubHTTPError, OSError, *transport) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsNotAvailableError(f"{spec}: download failed ({first})") from None
+        raise WeightsNotAvailableError(f"{spec}: download failed ({first_line(exc)})") from None
     _check_expected(files[WEIGHTS_NAME], sha256)
     config = _read_json(files[CONFIG_NAME])
     return load_file(files[WEIGHTS_NAME], sha256=config.get("sha256"), config=config)

@@ -24,7 +24,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
-from ..errors import DerainError, ImageError
+from ..errors import DerainError, ImageError, first_line
 from .engine import Engine
 from .uploads import (
     ACCEPTED_FORMATS,
@@ -87,22 +87,17 @@ def _problem_response(problem: RequestProblem) -> JSONResponse:
     return _error(problem.status, str(problem), headers)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     async def problem(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestProblem)
         return _problem_response(exc)
 
     async def bad_image(_: Request, exc: Exception) -> Response:
-        return _error(400, _one_line(exc))
+        return _error(400, first_line(exc))
 
     async def derain_error(_: Request, exc: Exception) -> Response:
-        log.error("request failed: %s", _one_line(exc))
-        return _error(500, _one_line(exc))
+        log.error("request failed: %s", first_line(exc))
+        return _error(500, first_line(exc))
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -116,7 +111,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error")
-        return _error(500, f"internal error ({type(exc).__name__}: {_one_line(exc)})")
+        return _error(500, f"internal error ({type(exc).__name__}: {first_line(exc)})")
 
     app.add_exception_handler(RequestProblem, problem)
     app.add_exception_handler(ImageError, bad_image)

@@ -26,7 +26,7 @@ from ..imaging import open_image
 from ..inference import Deraining
 from ..precision import DEVICE_PRECISIONS, PRECISIONS, precision_name
 from ..record import RunRecord
-from ..tiling import Progress
+from ..tiling import TileProgress
 from ..weights import HUB_PREFIX, MODEL_FILE_SUFFIXES, parse_source
 from .uploads import Busy, Probe, RequestProblem
 
@@ -207,7 +207,7 @@ class ProgressBoard:
         self._tiles: dict[str, tuple[int, int]] = {}
 
     @contextlib.contextmanager
-    def track(self, key: str | None) -> Iterator[Progress | None]:
+    def track(self, key: str | None) -> Iterator[TileProgress | None]:
         """Yield a ``progress(done, total)`` callback that records under ``key`` (if any)."""
         if key is None:
             yield None
@@ -264,7 +264,7 @@ class Engine:
 
     def work(
         self, choice: tuple[LoadedModel, Deraining], data: bytes, name: str, probe: Probe,
-        layers: bool, progress: Progress | None = None,
+        layers: bool, progress: TileProgress | None = None,
     ) -> Derained:  # fmt: skip
         """Decode, derain and encode one upload (runs on a worker thread)."""
         t0 = time.perf_counter()

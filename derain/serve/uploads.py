@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DerainError, ImageError
+from ..errors import DerainError, ImageError, first_line
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -140,8 +140,7 @@ def probe_image(data: bytes, name: str, max_pixels: int) -> Probe:
             f"{name}: not an image in a supported format ({kinds}); judged from the bytes"
         ) from None
     except Exception as exc:  # a header that starts right and then breaks
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ImageError(f"{name}: cannot read the image header ({text})") from None
+        raise ImageError(f"{name}: cannot read the image header ({first_line(exc)})") from None
     if width * height > max_pixels:
         raise TooLarge(
             f"{name}: {width}×{height} is {width * height} pixels, over this server's "

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import ImageError, TrainingError
+from ..errors import ImageError, TrainingError, first_line
 from ..imaging import open_image, rgb8
 from ..io_files import iter_images
 from ..pairs import scan_pairs
@@ -161,7 +161,7 @@ class PairedCrops(_CropDataset):
             try:
                 a, b = _size(rain_path), _size(clean_path)
             except ImageError as exc:
-                problems.append(f"{rain_path.name}: unreadable ({str(exc).splitlines()[0]})")
+                problems.append(f"{rain_path.name}: unreadable ({first_line(exc)})")
                 continue
             if a != b:
                 problems.append(f"{rain_path.name}: rainy {a} and clean {b} differ in size")
@@ -211,7 +211,7 @@ class SyntheticCrops(_CropDataset):
             try:
                 _size(path)
             except ImageError as exc:
-                problems.append(f"{path.name}: unreadable ({str(exc).splitlines()[0]})")
+                problems.append(f"{path.name}: unreadable ({first_line(exc)})")
         _raise_problems(root, problems)
         if not paths:
             raise DataError(f"{root}: no images found")
