@@ -287,6 +287,7 @@ def plan_file_system_jobs(
     from .arrow_files import ArrowFiles, is_uri, list_images, resolve
 
     in_files: Files = LocalFiles()
+    in_arrow: ArrowFiles | None = None
     remote = [is_uri(spec) for spec in inputs]
     if input_filesystem is None and any(remote) and not all(remote):
         raise UsageProblem("inputs: give all of them as URIs or all as local paths")
@@ -295,16 +296,17 @@ def plan_file_system_jobs(
         found = [resolve(spec, input_filesystem) for spec in inputs]
         if any(not fs.equals(found[0][0]) for fs, _ in found):
             raise UsageProblem("inputs: all must be on one file system; run one job for each")
-        in_files, roots = ArrowFiles(found[0][0]), [path for _, path in found]
+        in_files = in_arrow = ArrowFiles(found[0][0])
+        roots = [path for _, path in found]
     out_files: Files = LocalFiles()
     out_root = output
     if output_filesystem is not None or is_uri(output):
         out_fs, out_root = resolve(output, output_filesystem)
         out_files = ArrowFiles(out_fs)
     out_kind = out_files.place(Path(out_root))[0]
-    if roots:
+    if in_arrow is not None:
         same = in_files.place(Path(roots[0]))[0] == out_kind
-        files, errors = list_images(in_files, roots, recursive, out_root if same else None)
+        files, errors = list_images(in_arrow, roots, recursive, out_root if same else None)
     else:
         local_out = Path(out_root) if out_kind == "local" else None
         files, errors = expand_inputs(inputs, recursive, local_out)
@@ -471,12 +473,12 @@ def derain_image(
         progress: called as ``progress(done, total)`` after each tile.
         record: the run record to write (default: ``deraining.record``).
     """
-    result = deraining.run(image, return_layers=layers, progress=progress)
     made_by = (record or deraining.record).format()
     meta = {"icc_profile": image.info.get("icc_profile"), "exif": image.getexif()}
     meta["made_by"] = made_by
     if not layers:
-        return DerainedImage(result, None, None, meta)
+        return DerainedImage(deraining.run(image, progress=progress), None, None, meta)
+    result = deraining.run(image, return_layers=layers, progress=progress)
     return DerainedImage(result.image, result.rain, result.mask, meta)
 
 
@@ -512,8 +514,8 @@ class BatchRunner:
         self._load = load
         self.quality = quality
         self.video = video or VideoSettings()
-        self.inputs: Files = inputs or LocalFiles()
-        self.outputs: Files = outputs or LocalFiles()
+        self.inputs: Files = LocalFiles() if inputs is None else inputs
+        self.outputs: Files = LocalFiles() if outputs is None else outputs
         self.events = events or BatchEvents()
         self._deraining: Deraining | None = None
 
@@ -545,7 +547,7 @@ class BatchRunner:
             self._process_video(job)
             return
         image = self.inputs.open_image(job.source.path) if job.source else _read_stdin()
-        layers = "view" if job.layers is not None else False
+        layers: LayerRequest = "view" if job.layers is not None else False
         out = derain_image(deraining, image, layers=layers, progress=self.events.tiles)
         if job.target is None:
             own = image.format if image.format in Image.SAVE else None
@@ -554,7 +556,7 @@ class BatchRunner:
             return
         write = self.outputs.write_image
         write(out.image, job.target, self.quality, **out.meta)
-        if job.layers is not None:
+        if job.layers is not None and out.rain is not None and out.mask is not None:
             write(out.rain, job.layers[0], format=LAYER_FORMAT, made_by=out.made_by)
             write(out.mask, job.layers[1], format=LAYER_FORMAT, made_by=out.made_by)
 

@@ -73,9 +73,10 @@ def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
     else:
         # A stream is read whole (the decoded image is larger anyway), so its bytes get the
         # same checks as a file's.
-        is_bytes = isinstance(source, (bytes, bytearray, memoryview))
-        label = name or ("<bytes>" if is_bytes else "<stream>")
-        data = bytes(source) if is_bytes else source.read()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            label, data = name or "<bytes>", bytes(source)
+        else:
+            label, data = name or "<stream>", source.read()
         empty = len(data) == 0
         opened = io.BytesIO(data)
     if empty:

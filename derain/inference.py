@@ -126,13 +126,13 @@ class Deraining:
             raise DerainError(f"overlap must be an integer >= 0, got {overlap!r}")
         if sha256 is not None and not isinstance(sha256, str):
             raise DerainError(f"sha256 must be a hex digest string, got {type(sha256).__name__}")
-        tile = parse_tile(tile)
+        tile_request = parse_tile(tile)
         if overlap < 0:
             raise DerainError(f"overlap must be an integer >= 0, got {overlap}")
         #: The engine that runs the network (see :mod:`derain.engines`).
         self.engine: Engine = load_engine(model, device=device, dtype=dtype, sha256=sha256)
-        self.tile = tile
-        self.overlap = int(overlap)
+        self.tile: TileRequest = tile_request
+        self.overlap: int = int(overlap)
 
     @property
     def source(self) -> str:
@@ -239,7 +239,7 @@ class Deraining:
             image = open_image(image)
         decoded: Decoded = decode(image, name)
         restore, restore_gray = decoded.restore, decoded.restore_gray
-        out = self._run_rgb(decoded.rgb, return_layers, progress)[0].permute(1, 2, 0).numpy()
+        out = self._run_rgb(decoded.rgb, bool(return_layers), progress)[0].permute(1, 2, 0).numpy()
         # Peak memory is image-sized buffers: drop the float input and clip in place.
         del decoded
         rgb = out[:, :, :3]

@@ -457,13 +457,16 @@ class LocalFiles:
     own reader, writer and checks."""
 
     open_image = staticmethod(open_image)
-    write_image = staticmethod(write_image_atomic)
     read_made_by = staticmethod(read_made_by)
     check_writable = staticmethod(check_writable)
 
     def name(self, path: Path) -> str:
         """See :meth:`Files.name`."""
         return str(path)
+
+    def write_image(self, image: Image.Image, path: Path, quality: int = 95, **meta: Any) -> Path:
+        """See :meth:`Files.write_image` (:func:`write_image_atomic`)."""
+        return write_image_atomic(image, path, quality, **meta)
 
     def exists(self, path: Path) -> bool:
         """See :meth:`Files.exists`."""

@@ -184,6 +184,8 @@ def export_onnx(
             opset_version=OPSET,
             verbose=False,
         )
+    if program is None:  # only the legacy exporter (dynamo=False) returns nothing
+        raise DerainError(f"{output}: torch's ONNX exporter returned no program")
     program.model.metadata_props.update(metadata)
     atomic_write(output, lambda tmp: program.save(str(tmp), external_data=False))
     side = {"format": "onnx", "sha256": sha256_of(output), **metadata}

@@ -343,6 +343,7 @@ def _load_hub(source: ModelSource, spec: str, sha256: str | None = None) -> DANe
     for client in ("httpx2", "httpx"):
         with contextlib.suppress(ImportError):
             transport += (importlib.import_module(client).HTTPError,)
+    failures: tuple[type[Exception], ...] = (HfHubHTTPError, OSError, *transport)
     repo_id, revision = source.value, source.revision
     from huggingface_hub import constants
 
@@ -381,7 +382,7 @@ def _load_hub(source: ModelSource, spec: str, sha256: str | None = None) -> DANe
         raise WeightsNotAvailableError(
             f"{spec}: repository has no {WEIGHTS_NAME} and {CONFIG_NAME}"
         ) from None
-    except (HfHubHTTPError, OSError, *transport) as exc:
+    except failures as exc:
         raise WeightsNotAvailableError(f"{spec}: download failed ({first_line(exc)})") from None
     _check_expected(files[WEIGHTS_NAME], sha256)
     config = _read_json(files[CONFIG_NAME])

@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:  # Typer 0.29 carries its own Click; its commands get these types
+    from typer._click import Command, Context, HelpFormatter
 
 __all__ = ["app", "main", "with_default_verb"]
 
@@ -42,10 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class LazyGroup(TyperGroup):
     """The root group: lists verbs from :data:`COMMANDS`, imports a verb's module on use."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in COMMANDS:
             return None
         module = importlib.import_module(f".{COMMANDS[cmd_name][0]}", __name__)
@@ -57,7 +59,7 @@ class LazyGroup(TyperGroup):
         group = typer.main.get_command(verbs)
         return group.get_command(ctx, cmd_name)  # type: ignore[attr-defined]
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, line) for name, (_, line) in COMMANDS.items()])
 

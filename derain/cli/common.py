@@ -21,6 +21,8 @@ from ..tiling import TileRequest
 from ..tiling import parse_tile as parse_tile_request
 
 if TYPE_CHECKING:
+    from typer._click import Context
+
     from ..inference import Deraining
 
 __all__ = ["Reporter", "UsageProblem", "command", "describe", "load_deraining"]
@@ -59,7 +61,7 @@ MaxPixelsOpt = Annotated[
 class PlainUsage(TyperCommand):
     """A command whose usage line reads ``IMAGE...`` as Click writes it, not ``{IMAGE}...``."""
 
-    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):
             if isinstance(param, TyperArgument):

@@ -37,7 +37,8 @@ class TorchEngine(Engine):
     ) -> None:
         # channels_last measured faster on CPU (AVX2/AVX-512) and on CUDA tensor cores.
         net = net.eval().requires_grad_(False)
-        self.net = net.to(device, memory_format=torch.channels_last)
+        # (torch's stubs omit Module.to's memory_format, which it takes since 1.5)
+        self.net = net.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.source = source
         self.device = device
         self.dtype = self.choose_dtype(dtype)

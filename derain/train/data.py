@@ -101,6 +101,9 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 class _CropDataset(Dataset):
     """Shared machinery: keys are (epoch, index); decoded images are cached per worker (uint8)."""
 
+    def __len__(self) -> int:  # each kind of crops counts its own
+        raise NotImplementedError
+
     def __init__(self, crop: int, seed: int, cache: bool, zoom_out: float = 1.0) -> None:
         if not 1.0 <= zoom_out < float("inf"):
             raise DataError(f"zoom_out must be a number from 1 (off) up, got {zoom_out}")

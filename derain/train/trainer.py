@@ -306,12 +306,13 @@ def _build(
     elif cfg.identity_init:
         _identity_init(model)
     # channels_last from the start in every run, so a resumed run computes exactly the same.
-    model = model.to(dev, memory_format=torch.channels_last).train()
+    model = model.to(dev, memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     criterion = DANetLoss(cfg.charbonnier_eps, cfg.ssim_weight, cfg.lambda_rsn)
 
-    start, best = 0, {"psnr": None, "ssim": None}
+    start = 0
+    best: dict[str, float | None] = {"psnr": None, "ssim": None}
     if resume:
         ckpt = Path(resume) if isinstance(resume, str) else run_dir / LAST
         if not ckpt.is_file():
