@@ -31,7 +31,7 @@ from .tiling import (
     parse_tile,
     run_tiled,
 )
-from .weights import save_pretrained, tensors_sha256
+from .weight_files import save_pretrained, tensors_sha256
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -89,7 +89,7 @@ class Deraining:
         model: a registry name (``"danet"``, ``"danet-plus"``: weights shipped in the package,
             no network), ``"hf-hub:owner/repo[@revision]"``, a local ``.safetensors`` file or
             folder, or a :class:`DANet` instance (copied: the caller's model is not changed).
-            The grammar of these sources is :func:`derain.weights.parse_source`. A path to an
+            The grammar of these sources is :func:`derain.sources.parse_source`. A path to an
             exported ``.onnx`` file (or a :class:`derain.onnx_model.OnnxModel`) runs with ONNX
             Runtime, in float32. An :class:`derain.engines.Engine` already loaded is used as it
             is (see :mod:`derain.engines` for the engines and how to add one).

@@ -35,7 +35,8 @@ from .errors import (
     first_line,
 )
 from .models.danet import DANet, DANetConfig
-from .weights import parse_source, resolve_model, sha256_of, tensors_sha256
+from .sources import parse_source, resolve_model
+from .weight_files import sha256_of, tensors_sha256
 
 __all__ = [
     "INPUT_CONVENTION",
@@ -77,7 +78,7 @@ _INSTALL_HINT = 'pip install "derain[onnx]"'
 def onnx_path(source: str | os.PathLike[str]) -> Path | None:
     """The file a model source names when it is an ONNX file, else ``None``.
 
-    In the grammar of :func:`derain.weights.parse_source`, a path whose name ends in ``.onnx``.
+    In the grammar of :func:`derain.sources.parse_source`, a path whose name ends in ``.onnx``.
     """
     try:
         parsed = parse_source(source)

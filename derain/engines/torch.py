@@ -14,7 +14,8 @@ from ..devices import resolve_device
 from ..errors import DerainError
 from ..models.danet import DANet, DANetConfig
 from ..precision import PRECISIONS
-from ..weights import resolve_model, tensors_sha256
+from ..sources import resolve_model
+from ..weight_files import tensors_sha256
 from .base import DtypeRequest, Engine, ModelSource
 
 __all__ = ["TorchEngine"]

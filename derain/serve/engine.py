@@ -26,8 +26,8 @@ from ..imaging import open_image
 from ..inference import Deraining
 from ..precision import DEVICE_PRECISIONS, PRECISIONS, precision_name
 from ..record import RunRecord
+from ..sources import HUB_PREFIX, MODEL_FILE_SUFFIXES, parse_source
 from ..tiling import TileProgress
-from ..weights import HUB_PREFIX, MODEL_FILE_SUFFIXES, parse_source
 from .uploads import Busy, Probe, RequestProblem
 
 __all__ = [
@@ -46,7 +46,7 @@ T = TypeVar("T")
 def model_key(spec: str) -> str:
     """The name clients use for a ``--model`` value: never the server's file path.
 
-    Read with the grammar of :func:`derain.weights.parse_source`: a Hub id keeps its
+    Read with the grammar of :func:`derain.sources.parse_source`: a Hub id keeps its
     ``owner/repo[@revision]``, a registry name stays, a path becomes its file's stem or its
     folder's name.
     """
