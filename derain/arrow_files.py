@@ -3,9 +3,9 @@
 Ray jobs (:mod:`derain.ray_batch`) read inputs from and write outputs to any file system that
 :meth:`pyarrow.fs.FileSystem.from_uri` resolves, or one given as an object (an fsspec file
 system wrapped in :class:`pyarrow.fs.PyFileSystem`, an S3 file system with its own endpoint
-and keys). :class:`ArrowFiles` does what :class:`derain.io_files.LocalFiles` does for local
+and keys). :class:`ArrowFiles` does what :class:`derain.files.LocalFiles` does for local
 paths, with the same reader (:func:`derain.imaging.open_image`) and the same encoder
-(:func:`derain.io_files.encode_output`):
+(:func:`derain.writing.encode_output`):
 
 - Every output is encoded in memory first, then written in one stream.
 - On the local file system (``file://``) the local atomic writer is used as it is (temp
@@ -31,16 +31,11 @@ from typing import Any
 from PIL import Image
 
 from .atomic import temp_path
+from .discovery import InputFile
 from .errors import DerainError, ImageError, OutputError, first_line
 from .imaging import open_image
-from .io_files import (
-    InputFile,
-    check_writable,
-    encode_output,
-    read_made_by,
-    write_image_atomic,
-)
 from .suffixes import is_input_name
+from .writing import check_writable, encode_output, read_made_by, write_image_atomic
 
 __all__ = ["ArrowFiles", "is_uri", "list_images", "resolve"]
 
@@ -119,7 +114,7 @@ class ArrowFiles:
             raise OutputError(f"{self.name(path)}: cannot look it up ({first_line(exc)})") from None
 
     def open_image(self, path: Path) -> Image.Image:
-        """See :meth:`derain.io_files.Files.open_image`."""
+        """See :meth:`derain.files.Files.open_image`."""
         name = self.name(path)
         try:
             with self.filesystem.open_input_stream(_posix(path)) as stream:
@@ -131,7 +126,7 @@ class ArrowFiles:
         return open_image(data, name)
 
     def write_image(self, image: Image.Image, path: Path, quality: int = 95, **meta: Any) -> None:
-        """See :func:`derain.io_files.write_image_atomic` (and this module's notes)."""
+        """See :func:`derain.writing.write_image_atomic` (and this module's notes)."""
         if self.is_local:
             write_image_atomic(image, path, quality, **meta)
             return
@@ -158,7 +153,7 @@ class ArrowFiles:
             raise OutputError(f"{name}: cannot write ({first_line(exc)})") from None
 
     def read_made_by(self, path: Path) -> str | None:
-        """See :func:`derain.io_files.read_made_by` (reads the header only)."""
+        """See :func:`derain.writing.read_made_by` (reads the header only)."""
         try:
             with self.filesystem.open_input_file(_posix(path)) as stream:
                 return read_made_by(stream)
@@ -166,11 +161,11 @@ class ArrowFiles:
             return None
 
     def exists(self, path: Path) -> bool:
-        """See :meth:`derain.io_files.Files.exists`."""
+        """See :meth:`derain.files.Files.exists`."""
         return bool(self.kind(path) != _pyarrow_fs().FileType.NotFound)
 
     def place(self, path: Path) -> tuple[str, str]:
-        """See :meth:`derain.io_files.Files.place`."""
+        """See :meth:`derain.files.Files.place`."""
         if self.is_local:
             return "local", str(Path(path).resolve())
         return self.filesystem.type_name, _key(_posix(path))
@@ -193,7 +188,7 @@ def list_images(
     files: ArrowFiles, specs: Sequence[str], recursive: bool, exclude: str | None = None
 ) -> tuple[list[InputFile], list[str]]:
     """Images in folders or files on ``files``' file system, as
-    :func:`derain.io_files.expand_inputs` lists local ones.
+    :func:`derain.discovery.expand_inputs` lists local ones.
 
     Image names are those the local lister takes (:func:`derain.suffixes.is_input_name`);
     hidden files and folders are left out, and so is ``exclude`` (an output folder inside an

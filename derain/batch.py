@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from .discovery import InputFile, derained_path, expand_inputs, has_glob
 from .errors import (
     ImageError,
     ModelNotFoundError,
@@ -28,20 +29,12 @@ from .errors import (
     describe,
     first_line,
 )
+from .files import Files, LocalFiles
 from .imaging import open_image
-from .io_files import (
-    Files,
-    InputFile,
-    LocalFiles,
-    derained_path,
-    encode_image,
-    expand_inputs,
-    has_glob,
-    output_format,
-)
 from .record import RunRecord
 from .suffixes import VIDEO_SUFFIXES, is_video_name
 from .tiling import DEFAULT_OVERLAP, TileProgress, parse_tile
+from .writing import encode_image, output_format
 
 if TYPE_CHECKING:
     from .inference import Deraining, LayerRequest
@@ -428,7 +421,7 @@ class DerainedImage:
         image: the derained picture.
         rain, mask: the layers, when asked for.
         meta: ``icc_profile``, ``exif`` (from the input) and ``made_by`` (the run record), the
-            keywords :func:`derain.io_files.encode_image` and the writers take.
+            keywords :func:`derain.writing.encode_image` and the writers take.
     """
 
     image: Image.Image

@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .discovery import iter_images
 from .errors import DerainError
-from .io_files import iter_images
 
 __all__ = ["LAYOUTS", "PairScan", "find_pairs", "scan_pairs"]
 

@@ -39,8 +39,9 @@ from .batch import (
     plan_jobs,
     select_jobs,
 )
+from .discovery import InputFile
 from .errors import DerainError, describe, first_line
-from .io_files import Files, InputFile
+from .files import Files
 from .tiling import DEFAULT_OVERLAP
 
 __all__ = ["RayReport", "RaySettings", "derain_with_ray", "map_deraining"]

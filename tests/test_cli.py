@@ -334,7 +334,7 @@ def test_interrupt_leaves_no_partial_output(
         out.write(b"half an image")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("derain.io_files._save", interrupted)
+    monkeypatch.setattr("derain.writing._save", interrupted)
     result = cli("a.png", "--model", model_dir)
     assert result.exit_code == 130
     assert not Path("a_derained.png").exists() and temp_files(tmp_path) == []

@@ -144,7 +144,7 @@ def test_full_disk_mid_write_keeps_the_old_output(
     src = make_image("a.png")
     assert cli("a.png", "--model", model_dir).exit_code == 0
     before = snapshot(tmp_path)
-    monkeypatch.setattr("derain.io_files._save", _half_then_enospc)
+    monkeypatch.setattr("derain.writing._save", _half_then_enospc)
     result = cli("a.png", "--model", model_dir, "--overwrite")
     assert result.exit_code == 1
     assert errors(result) == [

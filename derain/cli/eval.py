@@ -14,10 +14,10 @@ from rich.table import Table
 from ..errors import DerainError, OutputError
 from ..evaluate import Scored
 from ..evaluate import evaluate as evaluate_pairs
-from ..io_files import check_writable
 from ..metrics import ScoreSummary
 from ..pairs import scan_pairs
 from ..tiling import DEFAULT_OVERLAP
+from ..writing import check_writable
 from .common import (
     DebugOpt,
     DeviceOpt,

@@ -132,7 +132,7 @@ def rain_preview_command(
     seed: Annotated[int, typer.Option(help="Seed of the crops and the rain.")] = 0,
 ) -> None:
     """Write a grid of clean | synthetic-rain samples (one per preset) to an image."""
-    from ..io_files import iter_images
+    from ..discovery import iter_images
     from ..train.synthetic import preview_grid
 
     paths = sorted(iter_images(images, recursive=True)) if images.is_dir() else [images]
