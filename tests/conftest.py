@@ -45,6 +45,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def net(model_dir: Path) -> derain.Deraining:
+    """The tiny model on the CPU, whole images (no tiles)."""
+    return derain.Deraining(model_dir, device="cpu", tile=None)
+
+
 @pytest.fixture
 def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the test from its own temp folder (outputs beside inputs land there)."""

@@ -1,8 +1,4 @@
-"""The Python API's arguments: wrong types, tile text as the CLI takes it, weights digests.
-
-Moved from ``test_round2.py`` (hostile input, round two: issue 13); each test failed before
-its fix.
-"""
+"""The Python API's arguments: wrong types, tile text as the CLI takes it, weights digests."""
 
 from __future__ import annotations
 
@@ -14,11 +10,6 @@ from clitools import cli, make_image, one_error_line
 from derain import Deraining
 
 pytestmark = pytest.mark.usefixtures("no_denormals", "in_tmp")
-
-
-@pytest.fixture(scope="module")
-def net(model_dir: Path) -> Deraining:
-    return Deraining(model_dir, device="cpu", tile=None)
 
 
 # --- 11-13: the Python API ------------------------------------------------------------------

@@ -1,8 +1,5 @@
 """Batches (``derain run``): output names, outputs checked first, earlier outputs, run
 records, what a user sees.
-
-Moved from ``test_round2.py`` (hostile input, round two: issue 13); each test failed before
-its fix.
 """
 
 from __future__ import annotations
@@ -20,11 +17,6 @@ from derain import Deraining
 from derain.io_files import write_image_atomic
 
 pytestmark = pytest.mark.usefixtures("no_denormals", "in_tmp")
-
-
-@pytest.fixture(scope="module")
-def net(model_dir: Path) -> Deraining:
-    return Deraining(model_dir, device="cpu", tile=None)
 
 
 # --- 3: the format the name says, or a refusal ---------------------------------------------

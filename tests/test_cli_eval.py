@@ -1,8 +1,4 @@
-"""``derain eval``: a bad pair is skipped, the CSV checked before the model loads.
-
-Moved from ``test_round2.py`` (hostile input, round two: issue 13); each test failed before
-its fix.
-"""
+"""``derain eval``: a bad pair is skipped, the CSV checked before the model loads."""
 
 from __future__ import annotations
 

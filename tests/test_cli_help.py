@@ -1,8 +1,4 @@
-"""Help, flags, version, shell completion and how names print.
-
-Moved from ``test_round2.py`` (hostile input, round two: issue 13); each test failed before
-its fix.
-"""
+"""Help, flags, version, shell completion and how names print."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Reading inputs: floats outside [0, 1], animated images.
-
-Moved from ``test_round2.py`` (hostile input, round two: issue 13); each test failed before
-its fix.
-"""
+"""Reading inputs: floats outside [0, 1], animated images."""
 
 from __future__ import annotations
 
@@ -17,11 +13,6 @@ from PIL import Image
 from derain import Deraining, ImageError
 
 pytestmark = pytest.mark.usefixtures("no_denormals", "in_tmp")
-
-
-@pytest.fixture(scope="module")
-def net(model_dir: Path) -> Deraining:
-    return Deraining(model_dir, device="cpu", tile=None)
 
 
 # --- 2: floats outside [0, 1] -------------------------------------------------------------

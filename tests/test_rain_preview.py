@@ -1,8 +1,4 @@
-"""``derain rain-preview``: the format the name says, a bounded grid.
-
-Moved from ``test_round2.py`` (hostile input, round two: issue 13); each test failed before
-its fix.
-"""
+"""``derain rain-preview``: the format the name says, a bounded grid."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Writing outputs: deep grey into 8-bit formats, long names, modes a format cannot store.
-
-Moved from ``test_round2.py`` (hostile input, round two: issue 13); each test failed before
-its fix.
-"""
+"""Writing outputs: deep grey into 8-bit formats, long names, modes a format cannot store."""
 
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ import importlib
 import torch
 
 from ..errors import DerainError
-from .base import DtypeRequest, Engine, ModelSource
+from .base import DtypeRequest, Engine, LoadOptions, ModelSource
 
-__all__ = ["ENGINES", "DtypeRequest", "Engine", "engine_classes", "load_engine"]
+__all__ = ["ENGINES", "DtypeRequest", "Engine", "LoadOptions", "engine_classes", "load_engine"]
 
 #: ``module:class`` of every engine, asked in this order; imported only when a model loads.
 #: PyTorch comes last: it takes every source text the others leave.
@@ -51,7 +51,7 @@ def load_engine(
         return model if dtype in ("auto", None) else model.with_dtype(model.choose_dtype(dtype))
     for cls in engine_classes():
         if cls.claims(model):
-            return cls.load(model, device=device, dtype=dtype, sha256=sha256)
+            return cls.load(model, LoadOptions(device, dtype, sha256))
     raise DerainError(
         "model must be a model name, 'hf-hub:owner/repo', a path, a DANet, an OnnxModel or "
         f"an Engine, got {type(model).__name__}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -21,12 +22,27 @@ from ..precision import precision_name, resolve_dtype
 if TYPE_CHECKING:
     from ..models.danet import DANet, DANetConfig
 
-__all__ = ["DtypeRequest", "Engine", "ModelSource"]
+__all__ = ["DtypeRequest", "Engine", "LoadOptions", "ModelSource"]
 
 #: What a caller may give as a model: a source text or path, or an object an engine claims.
 ModelSource = str | os.PathLike[str] | object
 #: A compute precision as :class:`derain.Deraining` takes it.
 DtypeRequest = torch.dtype | str | None
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How an engine loads a model.
+
+    Attributes:
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :mod:`derain.devices`).
+        dtype: ``auto``, a precision name or a torch dtype (see :mod:`derain.precision`).
+        sha256: the expected hex digest of the model's file, if any.
+    """
+
+    device: str | torch.device = "auto"
+    dtype: DtypeRequest = "auto"
+    sha256: str | None = None
 
 
 class Engine(ABC):
@@ -37,15 +53,21 @@ class Engine(ABC):
 
     Attributes:
         runtime: the engine's name in messages and in the server's model list.
+        supported_dtypes: the compute precisions it runs (the default first).
         source: where the weights came from, as messages and run records name them.
         device: where :meth:`forward` runs (its input and outputs live there).
         dtype: the compute precision (one of :attr:`supported_dtypes`).
+        config: the network's architecture.
+        size_multiple: height and width :meth:`forward` needs its input to be multiples of.
     """
 
     runtime: ClassVar[str]
+    supported_dtypes: ClassVar[tuple[torch.dtype, ...]]
     source: str
     device: torch.device
     dtype: torch.dtype
+    config: DANetConfig
+    size_multiple: int
 
     @classmethod
     @abstractmethod
@@ -54,35 +76,13 @@ class Engine(ABC):
 
     @classmethod
     @abstractmethod
-    def load(
-        cls,
-        model: ModelSource,
-        *,
-        device: str | torch.device = "auto",
-        dtype: DtypeRequest = "auto",
-        sha256: str | None = None,
-    ) -> Engine:
-        """Load ``model`` onto ``device`` in ``dtype``, checking its file against ``sha256``."""
-
-    @property
-    @abstractmethod
-    def config(self) -> DANetConfig:
-        """The network's architecture."""
-
-    @property
-    @abstractmethod
-    def size_multiple(self) -> int:
-        """Height and width :meth:`forward` needs its input to be multiples of."""
+    def load(cls, model: ModelSource, options: LoadOptions) -> Engine:
+        """Load ``model`` as ``options`` say (device, precision, expected file digest)."""
 
     @property
     @abstractmethod
     def weights_sha256(self) -> str:
         """Hex sha256 over the network's tensors, whatever file they came from."""
-
-    @property
-    @abstractmethod
-    def supported_dtypes(self) -> tuple[torch.dtype, ...]:
-        """The compute precisions this engine runs on its device (the default first)."""
 
     @abstractmethod
     def forward(self, x: Tensor, with_layers: bool) -> tuple[Tensor, ...]:

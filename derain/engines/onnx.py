@@ -11,7 +11,7 @@ from torch import Tensor
 from ..errors import DerainError
 from ..models.danet import DANetConfig
 from ..onnx_model import OnnxModel, onnx_path
-from .base import DtypeRequest, Engine, ModelSource
+from .base import DtypeRequest, Engine, LoadOptions, ModelSource
 
 __all__ = ["OnnxEngine"]
 
@@ -25,6 +25,7 @@ class OnnxEngine(Engine):
     """
 
     runtime: ClassVar[str] = "onnxruntime"
+    supported_dtypes: ClassVar[tuple[torch.dtype, ...]] = (torch.float32,)
 
     def __init__(self, model: OnnxModel, dtype: DtypeRequest = "auto") -> None:
         #: The ONNX Runtime session and the file's metadata.
@@ -32,6 +33,8 @@ class OnnxEngine(Engine):
         self.source = f"{model.path} (ONNX Runtime)"
         self.device = model.device
         self.dtype = self.choose_dtype(dtype)
+        self.config: DANetConfig = model.config
+        self.size_multiple = model.size_multiple
 
     @classmethod
     def claims(cls, model: ModelSource) -> bool:
@@ -41,40 +44,22 @@ class OnnxEngine(Engine):
         return isinstance(model, (str, os.PathLike)) and onnx_path(model) is not None
 
     @classmethod
-    def load(
-        cls,
-        model: ModelSource,
-        *,
-        device: str | torch.device = "auto",
-        dtype: DtypeRequest = "auto",
-        sha256: str | None = None,
-    ) -> OnnxEngine:
+    def load(cls, model: ModelSource, options: LoadOptions) -> OnnxEngine:
         """See :meth:`Engine.load`."""
         if isinstance(model, OnnxModel):
-            if sha256 is not None:
+            if options.sha256 is not None:
                 raise DerainError("sha256 checks a file; give it to OnnxModel(path, sha256=)")
-            return cls(model, dtype)
+            return cls(model, options.dtype)
         path = onnx_path(model) if isinstance(model, (str, os.PathLike)) else None
         if path is None:
             raise DerainError(f"{model!r}: not an .onnx file")
-        return cls(OnnxModel(path, sha256=sha256, device=device), dtype)
-
-    @property
-    def config(self) -> DANetConfig:
-        return self.onnx_model.config
-
-    @property
-    def size_multiple(self) -> int:
-        return self.onnx_model.size_multiple
+        loaded = OnnxModel(path, sha256=options.sha256, device=options.device)
+        return cls(loaded, options.dtype)
 
     @property
     def weights_sha256(self) -> str:
         """The digest of the weights the file was exported from."""
         return self.onnx_model.weights_sha256
-
-    @property
-    def supported_dtypes(self) -> tuple[torch.dtype, ...]:
-        return (torch.float32,)
 
     def forward(self, x: Tensor, with_layers: bool) -> tuple[Tensor, ...]:
         outs = self.onnx_model.run(x.detach().cpu().numpy(), with_layers)

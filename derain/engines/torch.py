@@ -16,7 +16,7 @@ from ..models.danet import DANet, DANetConfig
 from ..precision import PRECISIONS
 from ..sources import resolve_model
 from ..weight_files import tensors_sha256
-from .base import DtypeRequest, Engine, ModelSource
+from .base import DtypeRequest, Engine, LoadOptions, ModelSource
 
 __all__ = ["TorchEngine"]
 
@@ -32,6 +32,7 @@ class TorchEngine(Engine):
     """
 
     runtime: ClassVar[str] = "pytorch"
+    supported_dtypes: ClassVar[tuple[torch.dtype, ...]] = tuple(PRECISIONS.values())
 
     def __init__(
         self, net: DANet, source: str, device: torch.device, dtype: DtypeRequest = "auto"
@@ -43,6 +44,8 @@ class TorchEngine(Engine):
         self.source = source
         self.device = device
         self.dtype = self.choose_dtype(dtype)
+        self.config: DANetConfig = net.cfg
+        self.size_multiple = net.size_multiple
 
     @classmethod
     def claims(cls, model: ModelSource) -> bool:
@@ -50,42 +53,23 @@ class TorchEngine(Engine):
         return isinstance(model, (str, os.PathLike, DANet))
 
     @classmethod
-    def load(
-        cls,
-        model: ModelSource,
-        *,
-        device: str | torch.device = "auto",
-        dtype: DtypeRequest = "auto",
-        sha256: str | None = None,
-    ) -> TorchEngine:
+    def load(cls, model: ModelSource, options: LoadOptions) -> TorchEngine:
         """See :meth:`Engine.load`; a :class:`DANet` is copied (the caller's is not changed)."""
         if isinstance(model, DANet):
-            if sha256 is not None:
+            if options.sha256 is not None:
                 raise DerainError("sha256 checks a weights file; a DANet object has none")
             net, source = copy.deepcopy(model), "in-memory model"
         elif isinstance(model, (str, os.PathLike)):
-            net, source = resolve_model(model, sha256=sha256)
+            net, source = resolve_model(model, sha256=options.sha256)
         else:
             raise DerainError(f"the PyTorch engine cannot load a {type(model).__name__}")
-        return cls(net, source, resolve_device(device), dtype)
-
-    @property
-    def config(self) -> DANetConfig:
-        return self.net.cfg
-
-    @property
-    def size_multiple(self) -> int:
-        return self.net.size_multiple
+        return cls(net, source, resolve_device(options.device), options.dtype)
 
     @property
     def weights_sha256(self) -> str:
         if not hasattr(self, "_sha256"):
             self._sha256 = tensors_sha256(self.net)
         return self._sha256
-
-    @property
-    def supported_dtypes(self) -> tuple[torch.dtype, ...]:
-        return tuple(PRECISIONS.values())
 
     @property
     def network(self) -> DANet:
