@@ -18,7 +18,6 @@ from .weight_files import CONFIG_NAME, WEIGHTS_NAME, check_sha256, load_file, re
 
 if TYPE_CHECKING:
     from .models.danet import DANet
-    from .sources import ModelSource
 
 __all__ = ["HUB_PROBE_TIMEOUT_S", "load_from_hub"]
 
@@ -55,7 +54,18 @@ def _quiet_hub_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def load_from_hub(source: ModelSource, spec: str, sha256: str | None = None) -> DANet:
+def load_from_hub(
+    repo_id: str, revision: str | None, spec: str, sha256: str | None = None
+) -> DANet:
+    """Download (or find in the cache) ``model.safetensors`` and ``config.json`` of a Hub
+    repository and load them, checked like any file.
+
+    Args:
+        repo_id: ``owner/repo``.
+        revision: a branch, tag or commit (``None``: the default branch).
+        spec: the source as the user wrote it, for messages.
+        sha256: the expected digest of the weights file.
+    """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -73,7 +83,6 @@ def load_from_hub(source: ModelSource, spec: str, sha256: str | None = None) -> 
         with contextlib.suppress(ImportError):
             transport += (importlib.import_module(client).HTTPError,)
     failures: tuple[type[Exception], ...] = (HfHubHTTPError, OSError, *transport)
-    repo_id, revision = source.value, source.revision
     from huggingface_hub import constants
 
     offline = bool(constants.HF_HUB_OFFLINE)

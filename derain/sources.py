@@ -131,7 +131,8 @@ def resolve_model(source: str | os.PathLike[str], sha256: str | None = None) -> 
         check_sha256(shipped_weights_dir() / info.weights.filename, sha256)
         return load_shipped(info), f"{parsed.value} (shipped weights)"
     if parsed.kind == "hub":
-        return load_from_hub(parsed, os.fspath(source), sha256), os.fspath(source)
+        net = load_from_hub(parsed.value, parsed.revision, os.fspath(source), sha256)
+        return net, os.fspath(source)
     path = Path(parsed.value)
     if path.is_dir():
         if (path / WEIGHTS_NAME).is_file():
