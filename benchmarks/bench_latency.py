@@ -90,8 +90,8 @@ def main() -> None:
         x = x.contiguous(memory_format=torch.channels_last)
 
         def forward(derain: Deraining = derain, x: torch.Tensor = x) -> None:
-            with torch.inference_mode(), derain._autocast():
-                derain.model(x)
+            with torch.inference_mode():
+                derain.engine.forward(x, with_layers=False)
 
         start = time.perf_counter()
         forward()

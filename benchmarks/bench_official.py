@@ -98,8 +98,8 @@ def main() -> None:
         xl = x.contiguous(memory_format=torch.channels_last)
 
         def call() -> None:
-            with torch.inference_mode(), d._autocast():
-                d.model(xl)
+            with torch.inference_mode():
+                d.engine.forward(xl, with_layers=False)
 
         return call
 
