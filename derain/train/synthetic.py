@@ -844,9 +844,12 @@ def preview_grid(
     Example:
         >>> preview_grid(["a.png"], "light", seed=0, out_path="grid.png")  # doctest: +SKIP
     """
-    synths = [
-        RainSynthesizer(p) for p in (params if isinstance(params, list | tuple) else [params])
-    ]
+    presets: Sequence[str | Rain]
+    if isinstance(params, str | RainParams | RainMix | RainSpace | RealSpace):
+        presets = [params]
+    else:
+        presets = params
+    synths = [RainSynthesizer(p) for p in presets]
     if not images or not synths or n < 1 or crop < 1:
         raise ValueError(
             f"need images, presets, n >= 1 and crop >= 1 "
