@@ -42,6 +42,11 @@ from derain.serve.uploads import Busy, TooLarge, UnsupportedType
 WORKERS, QUEUE = 2, 4
 MAX_UPLOAD_MB = 4
 MAX_PIXELS = 2_000_000
+#: Seconds an upload may pause (and the grace before the minimum rate applies).
+UPLOAD_TIMEOUT_S = 4
+#: Requests in progress per client address: every test client is 127.0.0.1, and the load
+#: test sends 50 at once.
+PER_CLIENT = 64
 #: Seconds any single step may take before the test gives up (the machine may be busy).
 STARTUP_S = 90
 REQUEST_S = 60
@@ -117,6 +122,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterato
         *("--model", str(model_dir), "--device", "cpu", "--tile", "256", "--precision", "fp32"),
         *("--workers", str(WORKERS), "--queue", str(QUEUE)),
         *("--max-upload-mb", str(MAX_UPLOAD_MB), "--max-pixels", str(MAX_PIXELS)),
+        *("--upload-timeout", str(UPLOAD_TIMEOUT_S), "--max-per-client", str(PER_CLIENT)),
     )
     yield srv
     stop_server(srv)
@@ -494,6 +500,82 @@ def test_50_concurrent_requests_health_memory_and_temp_files(
     fds = Path(f"/proc/{server.process.pid}/fd")
     open_files = [os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink()]
     assert not [f for f in open_files if f.startswith(str(server.tmpdir)) or "(deleted)" in f]
+
+
+# --- slow and vanished clients ------------------------------------------------------------
+
+
+def stalled_upload(server: Server, declared: int = 100_000) -> socket.socket:
+    """A socket that announces ``declared`` body bytes, sends 4 of them and stops."""
+    sock = socket.create_connection((server.host, server.port), timeout=REQUEST_S)
+    sock.sendall(
+        b"POST /v1/derain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+        + f"Content-Length: {declared}\r\n\r\n".encode()
+        + b"\x89PNG"
+    )
+    return sock
+
+
+def test_stalled_uploads_do_not_starve_real_requests(server: Server) -> None:
+    """Nine clients that stop mid-body hold no queue slot, and are cut off after a while."""
+    started = time.monotonic()
+    stalled = [stalled_upload(server) for _ in range(9)]
+    try:
+        time.sleep(0.5)  # the server has taken all nine requests in
+        health = json.loads(server.request("GET", "/health")[2])
+        assert health["waiting"] == 0 and health["running"] == 0, health
+        data = encoded(photo(64, 48, seed=17), "PNG")
+        for _ in range(3):
+            status, _, body = server.request(
+                "POST", "/v1/derain", data, {"Content-Type": "image/png"}
+            )
+            assert status == 200, body[:200]
+        for sock in stalled:  # each answered 408 once it has paused --upload-timeout seconds
+            reply = read_reply(sock)
+            assert reply.startswith("HTTP/1.1 408"), reply[:200]
+            assert "too slowly (4 bytes in" in reply and f"pause over {UPLOAD_TIMEOUT_S} s" in reply
+        assert time.monotonic() - started < UPLOAD_TIMEOUT_S + REQUEST_S / 4
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_a_trickling_upload_is_cut_at_the_minimum_rate(server: Server) -> None:
+    """A byte every 0.25 s never pauses long, but is far under the 10 KiB/s minimum."""
+    started = time.monotonic()
+    with stalled_upload(server) as sock:
+        sock.setblocking(False)
+        for _ in range(int(4 * (UPLOAD_TIMEOUT_S + REQUEST_S / 4))):  # bounded: 4 bytes a second
+            if select.select([sock], [], [], 0.25)[0]:
+                break
+            sock.send(b"\0")
+        sock.setblocking(True)
+        reply = read_reply(sock)
+    elapsed = time.monotonic() - started
+    assert reply.startswith("HTTP/1.1 408"), reply[:200]
+    assert "too slowly" in reply and "10 KiB/s on average" in reply
+    assert UPLOAD_TIMEOUT_S - 0.5 < elapsed < UPLOAD_TIMEOUT_S + REQUEST_S / 4
+
+
+def test_one_client_address_may_hold_only_so_many_requests(server: Server) -> None:
+    stalled = [stalled_upload(server) for _ in range(PER_CLIENT)]
+    try:
+        deadline = time.monotonic() + REQUEST_S
+        while time.monotonic() < deadline:  # until the server has taken every one in
+            status, headers, body = server.request("GET", "/health")
+            if status == 429:
+                break
+            time.sleep(0.1)
+        message = error_of(status, headers, body, 429)
+        assert f"at most {PER_CLIENT}" in message and headers["retry-after"] == "1"
+    finally:
+        for sock in stalled:
+            sock.close()
+    # Once they have gone, the address may ask again.
+    deadline = time.monotonic() + REQUEST_S
+    while server.request("GET", "/health")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
 
 
 # --- access -------------------------------------------------------------------------------

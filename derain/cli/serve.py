@@ -36,6 +36,12 @@ DEFAULT_MAX_UPLOAD_MB = 50
 #: 50 MP: a 12 MP phone photo with room to spare; Pillow's own guard is about 89 MP.
 DEFAULT_MAX_PIXELS = 50_000_000
 MEGABYTE = 2**20
+KIBIBYTE = 2**10
+DEFAULT_UPLOAD_TIMEOUT_S = 10.0
+#: 10 KiB/s: a poor mobile link still sends a phone photo in time; a stalled client does not.
+DEFAULT_MIN_UPLOAD_KIB_S = 10.0
+#: A browser opens up to 6 connections to one server; a script with a few threads fits too.
+DEFAULT_MAX_PER_CLIENT = 16
 
 
 def is_loopback(host: str) -> bool:
@@ -109,6 +115,28 @@ def serve(
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Largest image, in pixels, checked before decoding (413).")
     ] = DEFAULT_MAX_PIXELS,
+    upload_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds an upload may pause before it is answered 408; also the grace "
+            "before --min-upload-kib applies.",
+        ),
+    ] = DEFAULT_UPLOAD_TIMEOUT_S,
+    min_upload_kib: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Slowest average upload, in KiB/s, after that grace (408 below; 0: any)."
+        ),
+    ] = DEFAULT_MIN_UPLOAD_KIB_S,
+    max_per_client: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Requests one client address may have in progress (429 above; 0: no cap). "
+            "Behind a reverse proxy every client has the proxy's address: raise it or use 0.",
+        ),
+    ] = DEFAULT_MAX_PER_CLIENT,
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
     token: Annotated[
         str | None,
@@ -141,7 +169,13 @@ def serve(
             lambda spec: load_deraining(spec, device, tile, overlap, False, precision),
         )
         engine = Engine(loaded, WorkerPool(workers, queue), quality)
-        limits = Limits(int(max_upload_mb * MEGABYTE), max_pixels)
+        limits = Limits(
+            int(max_upload_mb * MEGABYTE),
+            max_pixels,
+            upload_timeout=upload_timeout,
+            min_upload_rate=min_upload_kib * KIBIBYTE,
+            max_per_client=max_per_client,
+        )
         app = create_app(engine, limits, token)
         sock = _bind(host, port)
         bound = sock.getsockname()

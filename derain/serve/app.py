@@ -30,7 +30,9 @@ from .uploads import (
     ACCEPTED_FORMATS,
     BodyLimit,
     Busy,
+    ClientCap,
     RequestProblem,
+    TooManyFromClient,
     Unauthorized,
     UnsupportedType,
     clean_name,
@@ -68,10 +70,21 @@ IMAGE_CONTENT = {
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may send: body bytes, and image pixels (read from the header)."""
+    """What clients may send and hold.
+
+    Attributes:
+        max_upload_bytes: largest request body.
+        max_pixels: largest image, read from its header.
+        upload_timeout: seconds a body may pause; also the grace before ``min_upload_rate``.
+        min_upload_rate: bytes per second a body must average (0: no minimum).
+        max_per_client: requests in progress per client address (0: no cap).
+    """
 
     max_upload_bytes: int
     max_pixels: int
+    upload_timeout: float = 10.0
+    min_upload_rate: float = 10 * 1024
+    max_per_client: int = 16
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -82,7 +95,7 @@ def _problem_response(problem: RequestProblem) -> JSONResponse:
     headers = {}
     if isinstance(problem, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    elif isinstance(problem, Busy):
+    elif isinstance(problem, (Busy, TooManyFromClient)):
         headers["Retry-After"] = "1"
     return _error(problem.status, str(problem), headers)
 
@@ -168,7 +181,14 @@ def create_app(
         lifespan=lifespan,
     )
     _install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes, reply=_problem_response)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=limits.max_upload_bytes,
+        reply=_problem_response,
+        timeout=limits.upload_timeout,
+        min_rate=limits.min_upload_rate,
+    )
+    app.add_middleware(ClientCap, per_client=limits.max_per_client, reply=_problem_response)
 
     def authorised(request: Request) -> None:
         if token is None:
@@ -220,8 +240,10 @@ def create_app(
             },
             400: {"description": "Not a readable image, or a bad option."},
             401: {"description": "A token is required and was missing or wrong."},
+            408: {"description": "The body stopped arriving, or came too slowly."},
             413: {"description": "Body over the upload limit, or image over the pixel limit."},
             415: {"description": "A content type or image format the server does not take."},
+            429: {"description": "This client address has too many requests in progress."},
             503: {"description": "The workers and the queue are full; retry later."},
         },
     )
@@ -244,10 +266,11 @@ def create_app(
         ] = None,
     ) -> Response:
         choice = engine.choose(model, precision)
+        # The body is read before a slot is taken: a slow or stalled upload holds none.
+        data, name = await _read_upload(request)
+        probe = probe_image(data, name, limits.max_pixels)
         async with engine.pool.slot() as run:
             with engine.progress.track(progress) as report:
-                data, name = await _read_upload(request)
-                probe = probe_image(data, name, limits.max_pixels)
                 out = await run(engine.work, choice, data, name, probe, layers, report)
         if layers:
             payload = await run_in_threadpool(out.json_bytes)

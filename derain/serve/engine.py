@@ -148,7 +148,7 @@ class WorkerPool:
 
     @property
     def waiting(self) -> int:
-        """Requests admitted and not yet computing (reading their body, or queued)."""
+        """Requests admitted (their body complete) and waiting for a worker."""
         return max(0, self._counts.admitted - self._counts.running)
 
     @contextlib.asynccontextmanager

@@ -7,6 +7,7 @@ read from the first bytes of the file, whatever name or type the client gave it.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import warnings
@@ -22,9 +23,12 @@ __all__ = [
     "ACCEPTED_FORMATS",
     "BodyLimit",
     "Busy",
+    "ClientCap",
     "Probe",
     "RequestProblem",
+    "SlowUpload",
     "TooLarge",
+    "TooManyFromClient",
     "Unauthorized",
     "UnsupportedType",
     "clean_name",
@@ -68,6 +72,18 @@ class Busy(RequestProblem):
     """Every worker is busy and the queue is full."""
 
     status = 503
+
+
+class SlowUpload(RequestProblem):
+    """A body that stopped arriving, or arrives slower than the server's minimum rate."""
+
+    status = 408
+
+
+class TooManyFromClient(RequestProblem):
+    """One client address has as many requests in progress as it may."""
+
+    status = 429
 
 
 class Unauthorized(RequestProblem):
@@ -150,21 +166,47 @@ def probe_image(data: bytes, name: str, max_pixels: int) -> Probe:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``max_bytes`` before reading them.
+    """ASGI middleware: refuse request bodies over ``max_bytes``, or that come too slowly.
 
     A declared ``Content-Length`` over the limit is answered 413 at once; a body without
-    one (chunked) is counted as it arrives and stopped at the limit.
+    one (chunked) is counted as it arrives and stopped at the limit. While the body is
+    incomplete, each wait for more of it lasts at most ``timeout`` seconds, and after the
+    first ``timeout`` seconds the body must have come at ``min_rate`` bytes per second on
+    average (0: no minimum rate); otherwise the request is answered 408. uvicorn and
+    Starlette have no such limit: they wait for a body as long as the client likes.
     """
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, reply: Callable[[RequestProblem], ASGIApp]
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        reply: Callable[[RequestProblem], ASGIApp],
+        timeout: float,
+        min_rate: float = 0.0,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.reply = reply
+        self.timeout = timeout
+        self.min_rate = min_rate
 
     def _too_large(self, size: str) -> TooLarge:
         return TooLarge(f"upload: body of {size} is over this server's limit of {self.max_bytes}")
+
+    def _wait_allowed(self, started: float, received: int, now: float) -> float:
+        """Seconds the next piece of body may take, by the average rate (inf: no minimum)."""
+        if not self.min_rate:
+            return float("inf")
+        return started + self.timeout + received / self.min_rate - now
+
+    def _slow(self, received: int, elapsed: float) -> SlowUpload:
+        rule = f"no pause over {self.timeout:g} s"
+        if self.min_rate:
+            rule += f", and {self.min_rate / 1024:g} KiB/s on average after that"
+        return SlowUpload(
+            f"upload: the body came too slowly ({received} bytes in {elapsed:.1f} s; "
+            f"this server needs {rule})"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -180,15 +222,65 @@ class BodyLimit:
             if int(text) > self.max_bytes:
                 await self.reply(self._too_large(f"{int(text)} bytes"))(scope, receive, send)
                 return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         received = 0
+        complete = False
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body, receive() only waits for the client to leave
+                return await receive()
+            by_rate = self._wait_allowed(started, received, loop.time())
+            try:
+                if by_rate <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(receive(), min(self.timeout, by_rate))
+            except TimeoutError:
+                raise self._slow(received, loop.time() - started) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_bytes:
                     raise self._too_large(f"more than {received} bytes")
             return message
 
         await self.app(scope, counted, send)
+
+
+class ClientCap:
+    """ASGI middleware: at most ``per_client`` requests in progress per client address.
+
+    One more is answered 429 at once. HTTP/1.1 carries one request at a time per connection,
+    and uvicorn closes idle connections after a few seconds, so this caps the connections a
+    single address can keep busy. ``per_client`` 0 means no cap.
+    """
+
+    def __init__(
+        self, app: ASGIApp, per_client: int, reply: Callable[[RequestProblem], ASGIApp]
+    ) -> None:
+        self.app = app
+        self.per_client = per_client
+        self.reply = reply
+        self._open: dict[str, int] = {}  # changed on the event loop only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] != "http" or not self.per_client or not client:
+            await self.app(scope, receive, send)
+            return
+        address = str(client[0])
+        if self._open.get(address, 0) >= self.per_client:
+            problem = TooManyFromClient(
+                f"too many requests in progress from {address} (at most {self.per_client}); "
+                "retry when one has finished"
+            )
+            await self.reply(problem)(scope, receive, send)
+            return
+        self._open[address] = self._open.get(address, 0) + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._open[address] -= 1
+            if not self._open[address]:
+                del self._open[address]
