@@ -578,6 +578,46 @@ def test_one_client_address_may_hold_only_so_many_requests(server: Server) -> No
         time.sleep(0.1)
 
 
+def test_work_stops_when_its_client_has_gone(server: Server) -> None:
+    """Six uploads of a large photo whose clients leave once admitted: the queued ones are
+    dropped, the running ones stop at their next tile, and the pool is free at once."""
+    # Noise, not a smooth photo: the random network then runs ~1 s a tile here (24 tiles).
+    noise = np.random.default_rng(19).integers(0, 256, (854, 1280, 3), dtype=np.uint8)
+    data = encoded(Image.fromarray(noise), "PNG")
+    before = json.loads(server.request("GET", "/health")[2]).get("abandoned", 0)
+    head = (
+        "POST /v1/derain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    clients = []
+    for _ in range(WORKERS + QUEUE):
+        clients.append(socket.create_connection((server.host, server.port), timeout=REQUEST_S))
+        clients[-1].sendall(head + data)
+    try:
+        deadline = time.monotonic() + REQUEST_S / 3
+        while time.monotonic() < deadline:  # until all six are running or queued
+            health = json.loads(server.request("GET", "/health")[2])
+            if (health["running"], health["waiting"]) == (WORKERS, QUEUE):
+                break
+            time.sleep(0.1)
+        assert (health["running"], health["waiting"]) == (WORKERS, QUEUE), health
+    finally:
+        for sock in clients:
+            sock.close()
+    deadline = time.monotonic() + 8  # a tile takes ~1 s; the six photos' work, ~16 s here
+    while time.monotonic() < deadline:
+        health = json.loads(server.request("GET", "/health")[2])
+        if health["running"] == health["waiting"] == 0:
+            break
+        time.sleep(0.1)
+    assert health["running"] == health["waiting"] == 0, health
+    assert health["abandoned"] - before == WORKERS + QUEUE
+    # The freed workers serve the next client at once.
+    small = encoded(photo(64, 48, seed=23), "PNG")
+    assert server.request("POST", "/v1/derain", small, {"Content-Type": "image/png"})[0] == 200
+    assert "Traceback" not in server.log.read_text(errors="replace"), server.log.read_text()[-6000:]
+
+
 # --- access -------------------------------------------------------------------------------
 
 

@@ -7,13 +7,15 @@ Every error is ``{"error": "<one line>"}`` with its status code.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +24,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .._version import __version__
 from ..errors import DerainError, ImageError, first_line
@@ -31,6 +34,7 @@ from .uploads import (
     BodyLimit,
     Busy,
     ClientCap,
+    ClientGone,
     RequestProblem,
     TooManyFromClient,
     Unauthorized,
@@ -42,6 +46,7 @@ from .uploads import (
 __all__ = ["Limits", "create_app"]
 
 log = logging.getLogger("derain.serve")
+T = TypeVar("T")
 
 #: Raw bodies may be sent with these content types (or none); anything else is a 415.
 RAW_TYPES = ("application/octet-stream",)
@@ -136,6 +141,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 async def _read_upload(request: Request) -> tuple[bytes, str]:
     """The image bytes of a request, multipart or raw, and a name for messages."""
+    try:
+        return await _read_body(request)
+    except ClientDisconnect:
+        raise ClientGone("upload: the client disconnected before its body was complete") from None
+
+
+async def _read_body(request: Request) -> tuple[bytes, str]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == MULTIPART:
         async with request.form(max_files=1, max_fields=8) as form:
@@ -154,6 +166,37 @@ async def _read_upload(request: Request) -> tuple[bytes, str]:
         )
     chunks = [chunk async for chunk in request.stream()]
     return b"".join(chunks), "upload"
+
+
+async def _client_left(request: Request) -> None:
+    """Return once the client has disconnected; only after its body has been read.
+
+    Past the body, the server's ``receive()`` answers nothing but the disconnect.
+    """
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(
+    request: Request, work: Callable[[threading.Event], Awaitable[T]]
+) -> T:
+    """Await ``work(gone)``; if the client leaves first, set ``gone`` and raise ClientGone.
+
+    Work still queued is cancelled and never starts; work running sees ``gone`` set at its
+    next tile and stops there.
+    """
+    gone = threading.Event()
+    task = asyncio.ensure_future(work(gone))
+    watch = asyncio.ensure_future(_client_left(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if task.done():
+        return task.result()
+    gone.set()
+    task.cancel()
+    raise ClientGone("the client disconnected before its answer was ready")
 
 
 def create_app(
@@ -212,6 +255,7 @@ def create_app(
             "running": pool.running,
             "waiting": pool.waiting,
             "capacity": pool.capacity,
+            "abandoned": engine.abandoned,
             "auth": token is not None,
         }
 
@@ -271,7 +315,17 @@ def create_app(
         probe = probe_image(data, name, limits.max_pixels)
         async with engine.pool.slot() as run:
             with engine.progress.track(progress) as report:
-                out = await run(engine.work, choice, data, name, probe, layers, report)
+                try:
+                    out = await _unless_client_leaves(
+                        request,
+                        lambda gone: run(
+                            engine.work, choice, data, name, probe, layers, report, gone
+                        ),
+                    )
+                except ClientGone:
+                    engine.abandoned += 1
+                    log.info("%s: client gone; its work was dropped", name)
+                    raise
         if layers:
             payload = await run_in_threadpool(out.json_bytes)
             return Response(payload, media_type="application/json")

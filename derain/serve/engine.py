@@ -28,7 +28,7 @@ from ..precision import DEVICE_PRECISIONS, PRECISIONS, precision_name
 from ..record import RunRecord
 from ..sources import HUB_PREFIX, MODEL_FILE_SUFFIXES, parse_source
 from ..tiling import TileProgress
-from .uploads import Busy, Probe, RequestProblem
+from .uploads import Busy, ClientGone, Probe, RequestProblem
 
 __all__ = [
     "Derained",
@@ -245,6 +245,8 @@ class Engine:
         self.pool = pool
         self.quality = quality
         self.progress = ProgressBoard()
+        #: Requests dropped or stopped because their client had gone (event loop only).
+        self.abandoned = 0
 
     def choose(self, model: str | None, precision: str | None) -> tuple[LoadedModel, Deraining]:
         """The model and front object for a request's options (HTTP 400 for unknown ones)."""
@@ -265,12 +267,26 @@ class Engine:
     def work(
         self, choice: tuple[LoadedModel, Deraining], data: bytes, name: str, probe: Probe,
         layers: bool, progress: TileProgress | None = None,
+        gone: threading.Event | None = None,
     ) -> Derained:  # fmt: skip
-        """Decode, derain and encode one upload (runs on a worker thread)."""
+        """Decode, derain and encode one upload (runs on a worker thread).
+
+        Once ``gone`` is set (the client has disconnected), the work stops after the tile it
+        is computing, raising :class:`ClientGone`.
+        """
         t0 = time.perf_counter()
         loaded, deraining = choice
+
+        def tile_done(done: int, total: int) -> None:
+            if gone is not None and gone.is_set():
+                raise ClientGone(f"{name}: the client has gone; stopped after tile {done}")
+            if progress is not None:
+                progress(done, total)
+
         image = open_image(data, name)
-        out = derain_image(deraining, image, layers=layers, progress=progress, record=loaded.record)
+        out = derain_image(
+            deraining, image, layers=layers, progress=tile_done, record=loaded.record
+        )
         body = out.encode(probe.write_format, self.quality)
         rain, mask = out.encode_layers()
         seconds = time.perf_counter() - t0

@@ -24,6 +24,7 @@ __all__ = [
     "BodyLimit",
     "Busy",
     "ClientCap",
+    "ClientGone",
     "Probe",
     "RequestProblem",
     "SlowUpload",
@@ -72,6 +73,15 @@ class Busy(RequestProblem):
     """Every worker is busy and the queue is full."""
 
     status = 503
+
+
+class ClientGone(RequestProblem):
+    """The client disconnected before its answer was ready; its work is dropped.
+
+    No one reads the answer; 499 is the status access logs use for it.
+    """
+
+    status = 499
 
 
 class SlowUpload(RequestProblem):
