@@ -844,6 +844,30 @@ def natural_width(driver: Any, element: Any) -> int:
     return int(driver.execute_script("return arguments[0].naturalWidth", element))
 
 
+#: Images on screen that did not load: a broken-image icon (with its alt text) to the user.
+BROKEN_IMAGES_JS = """
+return Array.from(document.images)
+  .filter((i) => i.getClientRects().length > 0 && (!i.complete || i.naturalWidth === 0))
+  .map((i) => i.id || i.alt || i.src);
+"""
+
+
+def assert_nothing_broken(driver: Any) -> None:
+    assert driver.execute_script(BROKEN_IMAGES_JS) == []
+
+
+def assert_viewer_idle(driver: Any) -> None:
+    """Before any result: no compare area, no live-looking slider, toggle or download."""
+    from selenium.webdriver.common.by import By
+
+    find = driver.find_element
+    assert not find(By.ID, "compare").is_displayed()
+    assert find(By.ID, "empty").is_displayed()
+    assert not find(By.ID, "split").is_enabled() and not find(By.ID, "toggle").is_enabled()
+    assert find(By.ID, "download").get_attribute("aria-disabled") == "true"
+    assert_nothing_broken(driver)
+
+
 @pytest.mark.slow
 def test_page_in_headless_chromium(server: Server, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
@@ -860,6 +884,9 @@ def test_page_in_headless_chromium(server: Server, tmp_path: Path) -> None:
         driver.get(origin + "/")
         find = driver.find_element
         wait_for(lambda: find(By.ID, "model").get_attribute("value"), "the model list")
+        driver.save_screenshot(str(tmp_path / "empty.png"))
+        assert_viewer_idle(driver)
+        assert not find(By.ID, "token-box").is_displayed()
         # Drop one image, pick another: a batch of two, run one after the other.
         payload = base64.b64encode(encoded(dropped, "PNG")).decode()
         driver.execute_script(DROP_JS, payload, "rainy.png", "image/png")
@@ -877,6 +904,10 @@ def test_page_in_headless_chromium(server: Server, tmp_path: Path) -> None:
             after = find(By.ID, "after")
             width = source.width
             wait_for(lambda a=after, w=width: natural_width(driver, a) == w, "the result")
+            assert find(By.ID, "compare").is_displayed() and not find(By.ID, "empty").is_displayed()
+            assert find(By.ID, "split").is_enabled() and find(By.ID, "toggle").is_enabled()
+            assert_nothing_broken(driver)
+            driver.save_screenshot(str(tmp_path / f"loaded-{row}.png"))
             find(By.ID, "split").send_keys("\ue012" * 5)  # arrow left: the slider moves
             assert "inset" in after.get_attribute("style")
             find(By.ID, "download").click()
