@@ -55,6 +55,11 @@ __all__ = [
 _ENCODERS = {"h264": "libx264", "h265": "libx265", "hevc": "libx265", "vp9": "libvpx-vp9"}
 #: Constant-rate-factor defaults that keep the look of the source: x264's 18 is "visually
 #: lossless"; x265 and VP9 reach the same quality at a higher number on their own scales.
+#: How far before its declared duration a whole file's streams may end (encoder delay,
+#: audio priming, rounding: 0.06 s in an MKV with AAC), beyond one frame's time.
+_END_SLACK_S = 0.25
+#: FFmpeg's unit for container times (microseconds).
+AV_TIME_BASE = 1_000_000
 DEFAULT_CRF = {"libx264": 18, "libx265": 22, "libvpx-vp9": 31}
 #: Frames held between two stages: enough to keep every stage busy, little memory.
 QUEUE_FRAMES = 4
@@ -403,20 +408,63 @@ def _unturn(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, -k)) if k else rgb
 
 
+def _declared_end(container: Any, stream: Any) -> float | None:
+    """Where the file says its video ends, in seconds (``None`` if it does not say).
+
+    The video stream's own duration when the container records one (MP4, MOV); an AVI's
+    header length, which counts time-base ticks; else the container's duration (MKV, WebM),
+    which also covers the audio.
+    """
+    start = float((stream.start_time or 0) * stream.time_base) if stream.time_base else 0.0
+    if container.format.name == "avi" and stream.frames and stream.time_base:
+        return start + float(stream.frames * stream.time_base)
+    if stream.duration and stream.time_base:
+        return start + float(stream.duration * stream.time_base)
+    if container.duration:
+        return (container.start_time or 0) / AV_TIME_BASE + container.duration / AV_TIME_BASE
+    return None
+
+
+def _packet_end(packet: Any) -> float | None:
+    if packet.pts is None or not packet.time_base:
+        return None
+    return float((packet.pts + (packet.duration or 0)) * packet.time_base)
+
+
 def _decode(src: Path, container: Any, stream: Any, put: Callable[[Any], None]) -> None:
+    """Decode every frame (and pass the audio packets on); raise if the file ends early.
+
+    Truncation shows as a decoder error, as fewer frames than declared, or as streams that
+    end before the duration the container declares (MKV and WebM declare no frame count).
+    """
     av = _av()
     audio = container.streams.audio[0] if container.streams.audio else None
     streams = [stream] if audio is None else [stream, audio]
-    index = 0
+    # AVI stores no presentation times: its frames are evenly spaced, in decoding order's
+    # count (the decoder's guesses come out of order when there are B-frames).
+    rate = stream.guessed_rate or stream.average_rate
+    even = container.format.name == "avi" and rate and stream.time_base
+    step = max(1, round(1 / (rate * stream.time_base))) if even else 0
+    first: int | None = None
+    index, reached = 0, 0.0
     try:
         for packet in container.demux(streams):
+            end = _packet_end(packet)
+            if end is not None:
+                reached = max(reached, end)
             if packet.stream is audio:
                 put(_Packet(packet))
                 continue
+            if packet.is_corrupt:
+                raise VideoError(f"{src}: truncated or corrupt after frame {index} (cut packet)")
             for frame in packet.decode():
                 rotation = frame.rotation
                 rgb = _turn(frame.to_ndarray(format="rgb24"), rotation)
-                put(_Frame(rgb, frame.pts, frame.time_base, rotation, _display_matrix(frame)))
+                pts = frame.pts
+                if even:
+                    first = pts if first is None else first
+                    pts = None if first is None else first + index * step
+                put(_Frame(rgb, pts, frame.time_base, rotation, _display_matrix(frame)))
                 index += 1
     except av.FFmpegError as exc:
         if index == 0:
@@ -426,8 +474,15 @@ def _decode(src: Path, container: Any, stream: Any, put: Callable[[Any], None]) 
         ) from None
     if index == 0:
         raise VideoError(f"{src}: no video frames (the video stream is empty)")
-    if stream.frames and index < stream.frames:
+    if stream.frames and index < stream.frames and container.format.name != "avi":
         raise VideoError(f"{src}: truncated: {index} of the {stream.frames} declared frames decode")
+    declared = _declared_end(container, stream)
+    slack = _END_SLACK_S + (1 / float(rate) if rate else 0.0)
+    if declared is not None and reached and reached < declared - slack:
+        raise VideoError(
+            f"{src}: truncated: the streams end at {reached:.2f} s of the {declared:.2f} s "
+            "the file declares"
+        )
 
 
 class VideoOptions(TypedDict, total=False):
@@ -519,7 +574,7 @@ def _estimate_frames(container: Any, stream: Any) -> int | None:
     if stream.duration and stream.time_base:
         seconds = float(stream.duration * stream.time_base)
     elif container.duration:
-        seconds = container.duration / 1_000_000  # FFmpeg's AV_TIME_BASE
+        seconds = container.duration / AV_TIME_BASE
     else:
         return None
     return max(1, round(seconds * float(rate)))

@@ -46,30 +46,45 @@ def make_clip(
     audio: bool = False,
     rotation: int = 0,
     aspect: Fraction | None = None,
+    codec: str = "libx264",
+    audio_codec: str = "aac",
+    time_base: Fraction = MS,
+    options: dict[str, str] | None = None,
 ) -> Path:
-    """An H.264 clip with frames at ``pts`` milliseconds, optionally audio, rotation, SAR."""
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=25, options={"crf": "10"})
+    """A clip with frames at ``pts`` (in ``time_base`` units), optionally audio, rotation, SAR.
+
+    ``options`` go to the muxer (``{"movflags": "faststart"}``: the MP4 index first).
+    """
+    with av.open(str(path), "w", options=options or {}) as out:
+        video = out.add_stream(codec, rate=25, options={"crf": "10"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.time_base = video.codec_context.time_base = MS
+        video.time_base = video.codec_context.time_base = time_base
         if aspect is not None:
             video.sample_aspect_ratio = video.codec_context.sample_aspect_ratio = aspect
         if rotation:
             video.set_display_rotation(rotation)
-        sound = out.add_stream("aac", rate=AUDIO_RATE) if audio else None
+        rate = 48000 if audio_codec == "libopus" else AUDIO_RATE  # Opus takes 48 kHz only
+        sound = out.add_stream(audio_codec, rate=rate) if audio else None
         for rgb, t in zip(_frames(width, height, len(pts)), pts, strict=True):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = t, MS
+            frame.pts, frame.time_base = t, time_base
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
         if sound is not None:
-            samples = np.sin(np.arange(AUDIO_RATE // 2) * 0.05).astype(np.float32)[None]
-            for start in range(0, samples.shape[1], 1024):
+            # As long as the video: its last frame's time plus one frame.
+            seconds = float((pts[-1] + pts[-1] // max(1, len(pts) - 1)) * time_base)
+            wave = np.sin(np.arange(int(rate * seconds)) * 0.05)[None]
+            fmt = sound.codec_context.format
+            kind = {"flt": np.float32, "s16": np.int16, "s32": np.int32}[fmt.name.rstrip("p")]
+            scale = 1 if kind is np.float32 else np.iinfo(kind).max // 2
+            samples = (wave * scale).astype(kind)
+            step = sound.codec_context.frame_size or 1024
+            for start in range(0, samples.shape[1], step):
                 chunk = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(samples[:, start : start + 1024]), format="fltp",
+                    np.ascontiguousarray(samples[:, start : start + step]), format=fmt.name,
                     layout="mono",
                 )  # fmt: skip
-                chunk.sample_rate, chunk.pts = AUDIO_RATE, start
+                chunk.sample_rate, chunk.pts = rate, start
                 out.mux(sound.encode(chunk))
             out.mux(sound.encode(None))
     return path
@@ -214,6 +229,45 @@ def test_truncated_file_is_one_line(deraining: Deraining, tmp_path: Path) -> Non
     assert "truncated" in _one_line(exc, bad)
     assert not (tmp_path / "out.mp4").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+#: 24 frames at 25 fps with audio, per container: (suffix, video, audio, time base, muxer).
+CONTAINERS = {
+    "mkv": (".mkv", "libx264", "aac", MS, None),
+    "webm": (".webm", "libvpx-vp9", "libopus", MS, None),
+    "mov": (".mov", "libx264", "aac", MS, None),
+    "mov-faststart": (".mov", "libx264", "aac", MS, {"movflags": "faststart"}),
+    "avi": (".avi", "libx264", "libmp3lame", Fraction(1, 25), None),
+    "avi-ms": (".avi", "libx264", "libmp3lame", MS, None),  # header counts ms, not frames
+    "mp4": (".mp4", "libx264", "aac", MS, None),
+    "mp4-faststart": (".mp4", "libx264", "aac", MS, {"movflags": "faststart"}),
+}
+
+
+@pytest.mark.parametrize("kind", list(CONTAINERS))
+def test_a_truncated_file_is_caught_in_every_container(
+    deraining: Deraining, tmp_path: Path, kind: str
+) -> None:
+    """Cut to 60 % of its bytes: an error naming the file, never a shorter output.
+
+    The whole file goes through first (an AVI with B-frames, whose decoder gives its frames
+    out-of-order times, once failed in the encoder; one in ms ticks was called truncated)."""
+    suffix, codec, audio_codec, time_base, options = CONTAINERS[kind]
+    step = round(Fraction(1, 25) / time_base)
+    src = make_clip(
+        tmp_path / f"clip{suffix}", pts=tuple(range(0, 24 * step, step)), audio=True,
+        codec=codec, audio_codec=audio_codec, time_base=time_base, options=options,
+    )  # fmt: skip
+    whole = tmp_path / f"whole{suffix}"
+    derain_video(deraining, src, whole)  # the whole file goes through
+    assert len(_read(whole)[0]) == 24
+    bad = tmp_path / f"cut{suffix}"
+    bad.write_bytes(src.read_bytes()[: src.stat().st_size * 6 // 10])
+    out = tmp_path / f"out{suffix}"
+    with pytest.raises(VideoError) as exc:
+        derain_video(deraining, bad, out)
+    assert "truncated" in _one_line(exc, bad)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
