@@ -56,8 +56,9 @@ _ENCODERS = {"h264": "libx264", "h265": "libx265", "hevc": "libx265", "vp9": "li
 #: Constant-rate-factor defaults that keep the look of the source: x264's 18 is "visually
 #: lossless"; x265 and VP9 reach the same quality at a higher number on their own scales.
 #: How far before its declared duration a whole file's streams may end (encoder delay,
-#: audio priming, rounding: 0.06 s in an MKV with AAC), beyond one frame's time.
-_END_SLACK_S = 0.25
+#: audio priming, rounding: 0.06 s in an MKV with 16 kHz AAC), beyond one frame's time:
+#: a tenth of the duration, within these bounds in seconds.
+_END_SLACK_S = (0.1, 0.25)
 #: FFmpeg's unit for container times (microseconds).
 AV_TIME_BASE = 1_000_000
 DEFAULT_CRF = {"libx264": 18, "libx265": 22, "libvpx-vp9": 31}
@@ -477,8 +478,11 @@ def _decode(src: Path, container: Any, stream: Any, put: Callable[[Any], None]) 
     if stream.frames and index < stream.frames and container.format.name != "avi":
         raise VideoError(f"{src}: truncated: {index} of the {stream.frames} declared frames decode")
     declared = _declared_end(container, stream)
-    slack = _END_SLACK_S + (1 / float(rate) if rate else 0.0)
-    if declared is not None and reached and reached < declared - slack:
+    if declared is None or not reached:
+        return
+    least, most = _END_SLACK_S
+    slack = min(most, max(least, declared / 10)) + (1 / float(rate) if rate else 0.0)
+    if reached < declared - slack:
         raise VideoError(
             f"{src}: truncated: the streams end at {reached:.2f} s of the {declared:.2f} s "
             "the file declares"
