@@ -257,6 +257,7 @@ def derain_with_ray(
     input_filesystem: Any = None,
     output_filesystem: Any = None,
     on_error: Callable[[str], None] | None = None,
+    quiet: bool = False,
 ) -> RayReport:
     """Derain folders, globs or files into ``output`` on a Ray cluster.
 
@@ -275,6 +276,8 @@ def derain_with_ray(
             :class:`pyarrow.fs.PyFileSystem`) to use instead of a URI's scheme. They are
             pickled to the workers, so each must reach the same files from every machine.
         on_error: called with each error line as it happens.
+        quiet: Ray's own logs (Python and C++) show errors only, not warnings; for a Ray
+            this call starts.
 
     Returns:
         A :class:`RayReport`; images that failed are in ``errors``, not raised.
@@ -312,7 +315,7 @@ def derain_with_ray(
     del runner
     if todo:
         ray = _import_ray()
-        with _connected(ray, address):
+        with _connected(ray, address, quiet):
             report.workers = _pool(ray, settings)[0]
             dataset = ray.data.from_items(_rows(todo), override_num_blocks=len(todo))
             results = _map(ray, dataset, settings, in_files, out_files)
@@ -325,24 +328,51 @@ def derain_with_ray(
     return report
 
 
+#: The variable Ray Data reads its loggers' level from, each time a dataset runs.
+_RAY_DATA_LOG_LEVEL = "RAY_DATA_LOG_LEVEL"
+
+
 @contextlib.contextmanager
-def _connected(ray: Any, address: str | None) -> Iterator[None]:
-    """Connect to ``address`` (or start a local Ray) unless connected; disconnect after."""
+def _connected(ray: Any, address: str | None, quiet: bool = False) -> Iterator[None]:
+    """Connect to ``address`` (or start a local Ray) unless connected; disconnect after.
+
+    Ray's Python loggers show warnings (Ray Data's progress INFO lines are the command's
+    job), or errors only when ``quiet``. Ray's C++ core writes to the process's stderr
+    whatever these say: ``derain --ray -q`` silences that file descriptor itself.
+    """
     if ray.is_initialized():
         yield
         return
+    level = logging.ERROR if quiet else logging.WARNING
+    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]
+    levels = [lg.level for lg in loggers]
+    saved = os.environ.get(_RAY_DATA_LOG_LEVEL)
+    os.environ[_RAY_DATA_LOG_LEVEL] = logging.getLevelName(level)
     try:
         ray.init(
             address=address,
             include_dashboard=False,
-            logging_level=logging.WARNING,
+            logging_level=level,
             configure_logging=True,
         )
     except (ConnectionError, ValueError, RuntimeError) as exc:
+        _restore_env(_RAY_DATA_LOG_LEVEL, saved)
         where = address or "local"
         raise DerainError(f"Ray at {where}: cannot connect ({first_line(exc)})") from None
     try:
+        for lg in loggers:  # after ray.init and Ray Data's import, which set their own
+            lg.setLevel(level)
         ray.data.DataContext.get_current().enable_progress_bars = False
         yield
     finally:
         ray.shutdown()
+        _restore_env(_RAY_DATA_LOG_LEVEL, saved)
+        for lg, old_level in zip(loggers, levels, strict=True):
+            lg.setLevel(old_level)
+
+
+def _restore_env(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value

@@ -256,10 +256,13 @@ def _encoder(codec: str | None, suffix: str) -> str:
 
 
 def _encoder_options(name: str, crf: int | None) -> dict[str, str]:
+    # x265 prints ~25 lines of its settings straight to stderr, past derain's -q and its
+    # own reporting: errors only (FFmpeg's other encoders log through PyAV, which is off).
+    options = {"x265-params": "log-level=error"} if name == "libx265" else {}
     value = crf if crf is not None else DEFAULT_CRF.get(name)
     if value is None:
-        return {}
-    options = {"crf": str(value)}
+        return options
+    options["crf"] = str(value)
     if name == "libvpx-vp9":
         options["b"] = "0"  # constant quality: no bitrate target
         options["row-mt"] = "1"

@@ -112,6 +112,26 @@ def test_cli_local_ray_matches_local_run(tmp_path: Path, model_dir: Path, token:
         assert np.abs(a - b).max() <= 1  # within 1/255
 
 
+def test_quiet_means_errors_only_from_ray_too(tmp_path: Path, model_dir: Path, token: str) -> None:
+    """`--ray -q` prints the one error and nothing of Ray's own INFO, WARNING or C++ logs."""
+    _images(tmp_path / "in", 2, (40, 60))
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="dr", dir="/tmp")}
+    cmd = [sys.executable, "-m", "derain", str(tmp_path / "in"), "-o", str(tmp_path / "out")]
+    args = ["-m", str(model_dir), "--tile", "64", "--device", "cpu", "--ray", "-q"]
+    try:
+        proc = subprocess.run(
+            [*cmd, *args], capture_output=True, text=True, env=env, timeout=JOB_WAIT_S
+        )
+    finally:
+        _wait_none_left(token)
+        shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "broken.png: not an image file" in lines[0], proc.stderr
+    assert proc.stdout == ""
+
+
 def test_cli_file_uris_on_ray(tmp_path: Path, model_dir: Path, token: str) -> None:
     """`derain file://IN -o file://OUT --ray`: inputs listed and read, outputs written through
     pyarrow's file system, a bad file named in one line; a rerun skips every output (and, with

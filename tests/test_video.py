@@ -375,6 +375,23 @@ def test_cli_single_video(model_dir: Path, tmp_path: Path) -> None:
     assert len(_read(steady)[0]) == 4 and _audio_packets(steady) == _audio_packets(src)
 
 
+def test_quiet_h265_prints_nothing(model_dir: Path, tmp_path: Path) -> None:
+    """x265 logs to the process's stderr itself: -q must silence it too (errors only)."""
+    import subprocess
+    import sys
+
+    src = make_clip(tmp_path / "clip.mp4")
+    out = tmp_path / "clean.mp4"
+    cmd = [sys.executable, "-m", "derain", str(src), "-o", str(out), "-m", str(model_dir)]
+    proc = subprocess.run(
+        [*cmd, "--codec", "h265", "--device", "cpu", "-q"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and proc.stdout == ""
+    assert _read(out)[2][1] == "hevc"
+
+
 def test_cli_folder_picks_up_videos_with_save_rain(model_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
