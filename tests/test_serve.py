@@ -374,7 +374,9 @@ def test_a_200_mb_body_is_refused_without_reading_it(server: Server) -> None:
         )
         reply = read_reply(sock)  # answered before one body byte is sent
     assert reply.startswith("HTTP/1.1 413"), reply[:200]
-    assert "over this server's limit" in reply
+    # In the flag's unit, naming the flag.
+    assert f"body of 200 MB is over this server's limit of {MAX_UPLOAD_MB} MB" in reply
+    assert "(--max-upload-mb)" in reply
 
 
 def test_a_chunked_200_mb_body_is_stopped_at_the_limit(server: Server) -> None:
@@ -398,7 +400,7 @@ def test_a_chunked_200_mb_body_is_stopped_at_the_limit(server: Server) -> None:
             sent += len(chunk)
         reply = read_reply(sock)
     assert reply.startswith("HTTP/1.1 413"), reply[:200]
-    assert "over this server's limit" in reply
+    assert f"body of more than {MAX_UPLOAD_MB} MB is over this server's limit" in reply
     assert sent < 100 * 2**20  # stopped long before the end
 
 
@@ -636,6 +638,18 @@ def test_token_is_required_when_set(tmp_path: Path, model_dir: Path) -> None:
         assert srv.request("GET", "/v1/models", headers=wrong)[0] == 401
         data = encoded(photo(32, 32), "PNG")
         assert srv.request("POST", "/v1/derain", data, {"Content-Type": "image/png"})[0] == 401
+        # The token is checked before the size: a huge body without one is 401, not 413.
+        with socket.create_connection((srv.host, srv.port), timeout=REQUEST_S) as sock:
+            sock.sendall(
+                b"POST /v1/derain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                + f"Content-Length: {200 * 2**20}\r\n\r\n".encode()
+            )
+            assert read_reply(sock).startswith("HTTP/1.1 401")
+        # The OpenAPI spec declares the bearer scheme, so /docs can send the token.
+        spec = json.loads(srv.request("GET", "/openapi.json")[2])
+        schemes = spec["components"]["securitySchemes"]
+        assert [(s["type"], s["scheme"]) for s in schemes.values()] == [("http", "bearer")]
+        assert spec["paths"]["/v1/derain"]["post"]["security"]
         right = {"Authorization": "Bearer s3cret-token"}
         assert srv.request("GET", "/v1/models", headers=right)[0] == 200
         assert (
@@ -694,6 +708,20 @@ def test_refuses_to_serve_off_loopback_without_a_token(
     assert result.exit_code == 2
     line = result.output.strip()
     assert "\n" not in line and "not a loopback address" in line and "--token" in line
+
+
+def test_refuses_a_short_token_off_loopback(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from derain.cli import app
+
+    monkeypatch.delenv("DERAIN_SERVE_TOKEN", raising=False)
+    args = ["serve", "--host", "0.0.0.0", "--model", str(model_dir), "--token", "a"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "has 1 characters" in result.output and "at least 16" in result.output
 
 
 def test_loopback_names() -> None:
@@ -923,3 +951,36 @@ def test_page_in_headless_chromium(server: Server, tmp_path: Path) -> None:
         assert not [e for e in logs if e["level"] == "SEVERE"], logs
     finally:
         driver.quit()
+
+
+@pytest.mark.slow
+def test_page_asks_for_the_token(tmp_path: Path, model_dir: Path) -> None:
+    """In token mode the page asks for the token, not with the API's raw message."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    secret = "page-token-0123456789"
+    srv = start_server(
+        tmp_path, "--model", str(model_dir), "--device", "cpu",
+        env={"DERAIN_SERVE_TOKEN": secret},
+    )  # fmt: skip
+    driver = chromium(tmp_path)
+    try:
+        driver.get(f"http://{srv.host}:{srv.port}/")
+        find = driver.find_element
+        wait_for(lambda: find(By.ID, "message").text, "the token prompt")
+        driver.save_screenshot(str(tmp_path / "token-prompt.png"))
+        message = find(By.ID, "message").text
+        assert "needs a token" in message and "Authorization" not in message
+        token = find(By.ID, "token")
+        assert token.is_displayed() and driver.switch_to.active_element == token
+        assert_viewer_idle(driver)
+        token.send_keys("wrong-token" + Keys.ENTER)
+        wait_for(lambda: "not the server's" in find(By.ID, "message").text, "the wrong-token line")
+        token.clear()
+        token.send_keys(secret + Keys.ENTER)
+        wait_for(lambda: find(By.ID, "model").get_attribute("value"), "the model list")
+        assert find(By.ID, "message").text == ""
+    finally:
+        driver.quit()
+        stop_server(srv)

@@ -31,6 +31,8 @@ HELP = (
 )
 
 TOKEN_ENV = "DERAIN_SERVE_TOKEN"
+#: Shortest token accepted off the loopback: 16 random characters are past guessing.
+MIN_TOKEN_CHARS = 16
 DEFAULT_PORT = 7000
 DEFAULT_MAX_UPLOAD_MB = 50
 #: 50 MP: a 12 MP phone photo with room to spare; Pillow's own guard is about 89 MP.
@@ -64,6 +66,12 @@ def check_exposure(host: str, token: str | None) -> None:
     """Refuse to serve off the loopback without a token (a usage problem, exit code 2)."""
     if token is not None and not token.strip():
         raise UsageProblem(f"--token / {TOKEN_ENV} is empty")
+    if token is not None and len(token) < MIN_TOKEN_CHARS and not is_loopback(host):
+        raise UsageProblem(
+            f"--token / {TOKEN_ENV} has {len(token)} characters; off the loopback it needs at "
+            f"least {MIN_TOKEN_CHARS}, e.g. one from: python -c 'import secrets; "
+            "print(secrets.token_urlsafe())'"
+        )
     if token is None and not is_loopback(host):
         raise UsageProblem(
             f"--host {host} is not a loopback address: anyone who can reach it could use "
@@ -143,7 +151,8 @@ def serve(
         typer.Option(
             envvar=TOKEN_ENV,
             show_envvar=True,
-            help="Bearer token clients must send; required off the loopback.",
+            help="Bearer token clients must send; required off the loopback, where it "
+            "needs at least 16 characters.",
         ),
     ] = None,
     quiet: QuietOpt = False,

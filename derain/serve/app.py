@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -71,6 +72,11 @@ IMAGE_CONTENT = {
         }
     },
 }
+
+
+#: Declared as HTTP bearer auth, so the OpenAPI spec has the scheme and /docs can send it.
+BEARER = HTTPBearer(auto_error=False, description="The server's --token (or DERAIN_SERVE_TOKEN).")
+Credentials = HTTPAuthorizationCredentials | None
 
 
 @dataclass(frozen=True)
@@ -233,16 +239,13 @@ def create_app(
     )
     app.add_middleware(ClientCap, per_client=limits.max_per_client, reply=_problem_response)
 
-    def authorised(request: Request) -> None:
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(
-            given.strip().encode(), token.encode()
+    def authorised(credentials: Annotated[Credentials, Depends(BEARER)]) -> None:
+        if credentials is None or not secrets.compare_digest(
+            credentials.credentials.strip().encode(), str(token).encode()
         ):
             raise Unauthorized("this server needs the header 'Authorization: Bearer <token>'")
 
-    guarded: list[Any] = [Depends(authorised)]
+    guarded: list[Any] = [Depends(authorised)] if token is not None else []
 
     @app.get("/health", summary="Liveness and load", tags=["service"])
     async def health() -> dict[str, Any]:

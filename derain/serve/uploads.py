@@ -175,10 +175,16 @@ def probe_image(data: bytes, name: str, max_pixels: int) -> Probe:
     return Probe(fmt, width, height)
 
 
+def _megabytes(size: int) -> str:
+    """``size`` bytes in the unit of ``--max-upload-mb`` (MiB, called MB as the flag does)."""
+    return f"{size / 2**20:.3g} MB"
+
+
 class BodyLimit:
     """ASGI middleware: refuse request bodies over ``max_bytes``, or that come too slowly.
 
-    A declared ``Content-Length`` over the limit is answered 413 at once; a body without
+    A declared ``Content-Length`` over the limit is answered 413 when the app first asks
+    for the body (after its token check, before one body byte is read); a body without
     one (chunked) is counted as it arrives and stopped at the limit. While the body is
     incomplete, each wait for more of it lasts at most ``timeout`` seconds, and after the
     first ``timeout`` seconds the body must have come at ``min_rate`` bytes per second on
@@ -200,8 +206,11 @@ class BodyLimit:
         self.timeout = timeout
         self.min_rate = min_rate
 
-    def _too_large(self, size: str) -> TooLarge:
-        return TooLarge(f"upload: body of {size} is over this server's limit of {self.max_bytes}")
+    def _too_large(self, size: int, more: bool = False) -> TooLarge:
+        return TooLarge(
+            f"upload: body of {'more than ' if more else ''}{_megabytes(size)} is over this "
+            f"server's limit of {_megabytes(self.max_bytes)} (--max-upload-mb)"
+        )
 
     def _wait_allowed(self, started: float, received: int, now: float) -> float:
         """Seconds the next piece of body may take, by the average rate (inf: no minimum)."""
@@ -223,15 +232,14 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
+        length: int | None = None
         if declared is not None:
             text = declared.decode("latin-1").strip()
             if not text.isdigit():
                 problem: RequestProblem = RequestProblem(f"upload: bad Content-Length {text!r}")
                 await self.reply(problem)(scope, receive, send)
                 return
-            if int(text) > self.max_bytes:
-                await self.reply(self._too_large(f"{int(text)} bytes"))(scope, receive, send)
-                return
+            length = int(text)
         loop = asyncio.get_running_loop()
         started = loop.time()
         received = 0
@@ -241,6 +249,8 @@ class BodyLimit:
             nonlocal received, complete
             if complete:  # after the body, receive() only waits for the client to leave
                 return await receive()
+            if length is not None and length > self.max_bytes:
+                raise self._too_large(length)
             by_rate = self._wait_allowed(started, received, loop.time())
             try:
                 if by_rate <= 0:
@@ -252,7 +262,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    raise self._too_large(f"more than {received} bytes")
+                    raise self._too_large(self.max_bytes, more=True)
             return message
 
         await self.app(scope, counted, send)
