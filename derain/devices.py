@@ -12,13 +12,38 @@ import torch
 
 from .errors import DerainError
 
-__all__ = ["ProviderList", "onnx_providers", "resolve_device"]
+__all__ = ["ProviderList", "check_device_name", "onnx_providers", "resolve_device"]
 
 _NAMES = "auto, cpu, cuda, cuda:N or mps"
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 #: ONNX Runtime's ``providers=`` argument: names, or (name, options) pairs.
 ProviderList = list[str | tuple[str, dict[str, Any]]]
+
+
+#: The kinds of device a name may give (besides ``auto``).
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+def _parse(text: str) -> torch.device:
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise DerainError(f"unknown device {text!r}; use {_NAMES}") from None
+    if dev.type not in DEVICE_KINDS:
+        raise DerainError(f"unsupported device {text!r}; use {_NAMES}")
+    return dev
+
+
+def check_device_name(device: str) -> None:
+    """Check only how a device is spelt (``cuda:x`` is refused; ``cuda`` on a machine without
+    CUDA is not: :func:`resolve_device` finds that).
+
+    Raises:
+        DerainError: not ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    """
+    if device != "auto":
+        _parse(device)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -34,10 +59,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        dev = torch.device(text)
-    except RuntimeError:
-        raise DerainError(f"unknown device {text!r}; use {_NAMES}") from None
+    dev = _parse(text)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise DerainError(f"device {text!r} requested but CUDA is not available")
@@ -47,8 +69,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             )
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise DerainError(f"device {text!r} requested but MPS is not available")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise DerainError(f"unsupported device {text!r}; use {_NAMES}")
     return dev
 
 

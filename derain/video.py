@@ -343,12 +343,15 @@ class _Writer:
         crf: int | None,
         matrix: list[int] | None,
         made_by: str,
+        shown: Path | None = None,
     ) -> None:
+        """Write to ``path`` (a temp file); messages name ``shown``, the output it becomes."""
         av = _av()
+        shown = shown or path
         try:
             self.container = av.open(str(path), "w", format=VIDEO_CONTAINERS[suffix])
         except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"{path}: cannot write ({first_line(exc)})") from None
+            raise OutputError(f"{shown}: cannot write ({first_line(exc)})") from None
         # The run record (derain.record), where every container keeps a comment.
         self.container.metadata[RECORD_TAG] = made_by
         ctx = stream.codec_context
@@ -376,7 +379,7 @@ class _Writer:
             except (av.FFmpegError, ValueError) as exc:
                 self.container.close()
                 raise VideoError(
-                    f"{path}: the {audio.codec_context.name} audio cannot be copied into a "
+                    f"{shown}: the {audio.codec_context.name} audio cannot be copied into a "
                     f"{suffix} file ({first_line(exc)}); choose another output suffix"
                 ) from None
 
@@ -548,7 +551,7 @@ def derain_video(
 
     def write_all(tmp: Path, rain_tmp: Path | None) -> None:
         with container:
-            target = (tmp, suffix)
+            target = (tmp, suffix, dst)
             _run_pipeline(
                 deraining,
                 src,
@@ -592,15 +595,18 @@ def _run_pipeline(
     src: Path,
     container: Any,
     stream: Any,
-    target: tuple[Path, str],
+    target: tuple[Path, str, Path],
     rain_tmp: Path | None,
     encoder: str,
     crf: int | None,
     deflicker: Deflicker | None,
     progress: Callable[[int, int | None], None] | None,
 ) -> None:
-    """Decode (thread) -> derain (this thread) -> encode (thread), overlapped."""
-    tmp, suffix = target
+    """Decode (thread) -> derain (this thread) -> encode (thread), overlapped.
+
+    ``target`` is (the temp file written, its suffix, the name messages give).
+    """
+    tmp, suffix, shown = target
     stop = threading.Event()
     errors: list[BaseException] = []
     decoded, derained = _Lane(stop), _Lane(stop)
@@ -636,7 +642,7 @@ def _run_pipeline(
                     continue
                 if not writers:  # the first frame carries the display matrix
                     settings = (encoder, crf, item.matrix, made_by)
-                    writers.append(_Writer(tmp, suffix, stream, audio, *settings))
+                    writers.append(_Writer(tmp, suffix, stream, audio, *settings, shown))
                     if rain_tmp is not None:
                         writers.append(_Writer(rain_tmp, suffix, stream, None, *settings))
                     for packet in early_audio:

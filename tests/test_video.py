@@ -375,6 +375,20 @@ def test_cli_single_video(model_dir: Path, tmp_path: Path) -> None:
     assert len(_read(steady)[0]) == 4 and _audio_packets(steady) == _audio_packets(src)
 
 
+def test_audio_the_container_cannot_hold_names_the_output(
+    deraining: Deraining, tmp_path: Path
+) -> None:
+    """AAC into WebM: one line naming the output asked for, never its hidden temp file."""
+    src = make_clip(tmp_path / "clip.mp4", audio=True)
+    out = tmp_path / "x.webm"
+    with pytest.raises(VideoError) as exc:
+        derain_video(deraining, src, out)
+    text = str(exc.value)
+    assert text.startswith(f"{out}: the aac audio cannot be copied into a .webm file"), text
+    assert ".tmp" not in text and "\n" not in text
+    assert list(tmp_path.iterdir()) == [src]
+
+
 def test_quiet_h265_prints_nothing(model_dir: Path, tmp_path: Path) -> None:
     """x265 logs to the process's stderr itself: -q must silence it too (errors only)."""
     import subprocess

@@ -7,7 +7,9 @@ inserts ``run`` when the first argument is neither a verb nor a top-level option
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
@@ -23,6 +25,8 @@ __all__ = ["app", "main", "with_default_verb"]
 DEFAULT_VERB = "run"
 #: ``derain run --ray`` given without an address: start a local Ray for the job.
 LOCAL_RAY = "local"
+#: How alike a word and a verb must be (difflib's ratio) to count as a typo of it.
+VERB_TYPO_CUTOFF = 0.75
 _TOP_LEVEL_OPTIONS = frozenset(
     {"--help", "-h", "--version", "-V", "--install-completion", "--show-completion"}
 )
@@ -58,6 +62,15 @@ class LazyGroup(TyperGroup):
         module.register(verbs)
         group = typer.main.get_command(verbs)
         return group.get_command(ctx, cmd_name)  # type: ignore[attr-defined]
+
+    def resolve_command(
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
+        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+            close = near_verb(args[0])
+            hint = f"; did you mean 'derain {close}'?" if close else ""
+            ctx.fail(f"no such command or file {args[0]!r}{hint}")
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -103,15 +116,26 @@ def command_names() -> set[str]:
     return set(COMMANDS)
 
 
+def near_verb(word: str) -> str | None:
+    """The verb ``word`` is a typo of (``evall``: ``eval``), if so and no such file exists."""
+    if os.path.lexists(word) or any(c in word for c in "/\\.*?["):
+        return None
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=VERB_TYPO_CUTOFF)
+    return close[0] if close else None
+
+
 def with_default_verb(argv: Sequence[str]) -> list[str]:
     """Insert ``run`` unless the first argument is a verb or a top-level option.
 
     ``derain photo.jpg -o out.jpg``, ``derain -o out.jpg photo.jpg`` and ``derain - -o -``
     all become ``derain run ...``; ``derain``, ``derain --help`` and ``derain eval ...`` stay
-    as they are. A file named like a verb needs ``derain run NAME`` or ``./NAME``.
+    as they are. A file named like a verb needs ``derain run NAME`` or ``./NAME``; a word
+    close to a verb that names no file (``derain evall``) is left for the group to refuse.
     """
     args = list(argv)
     if not args or args[0] in _TOP_LEVEL_OPTIONS or args[0] in command_names():
+        return args
+    if near_verb(args[0]):
         return args
     return [DEFAULT_VERB, *args]
 

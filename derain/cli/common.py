@@ -172,10 +172,18 @@ def command(quiet: bool, debug: bool, max_pixels: int | None) -> Iterator[Report
         yield reporter
 
 
-def check_model_options(tile: str, precision: str, fp32: bool) -> None:
-    """Refuse a bad ``--tile`` or ``--precision`` as a usage error, before any work."""
+def check_model_options(tile: str, precision: str, fp32: bool, device: str = "auto") -> None:
+    """Refuse a malformed ``--tile``, ``--precision`` or ``--device`` (exit 2), before any work."""
     parse_tile(tile)
     parse_precision(precision, fp32)
+    # A well-spelt device this machine lacks (cuda without CUDA) is found when the model
+    # loads, and exits 1 like anything else the command needed and could not have.
+    from ..devices import check_device_name
+
+    try:
+        check_device_name(device)
+    except DerainError as exc:
+        raise UsageProblem(f"--device: {exc}") from None
 
 
 def load_deraining(

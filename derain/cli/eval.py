@@ -74,7 +74,7 @@ def evaluate(
 ) -> None:
     """Score a model on a paired folder (help text: ``HELP``)."""
     with command(quiet, debug, max_pixels) as reporter:
-        check_model_options(tile, precision, fp32)
+        check_model_options(tile, precision, fp32, device)
         scan = scan_pairs(data)
         if csv_path is not None:
             check_writable(csv_path)  # before any pair is derained

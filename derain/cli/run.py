@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..arrow_files import is_uri
 from ..batch import (
+    STDIO,
     BatchCounts,
     BatchEvents,
     BatchRunner,
@@ -20,6 +22,7 @@ from ..batch import (
     select_jobs,
 )
 from ..tiling import DEFAULT_OVERLAP
+from ..video import is_video_name
 from . import LOCAL_RAY
 from .common import (
     DebugOpt,
@@ -157,7 +160,7 @@ def run(
 ) -> None:
     """Derain images (help text: ``HELP``)."""
     with command(quiet, debug, max_pixels) as reporter:
-        check_model_options(tile, precision, fp32)
+        check_model_options(tile, precision, fp32, device)
         if ray is not None:  # the same job on a Ray cluster
             from .ray_run import run_on_ray
 
@@ -180,6 +183,11 @@ def run(
         uris = [spec for spec in (*inputs, output or "") if is_uri(spec)]
         if uris:
             raise UsageProblem(f"{uris[0]}: file system URIs are read and written with --ray")
+        if STDIO in inputs and output not in (None, STDIO) and is_video_name(Path(output)):
+            raise UsageProblem(
+                f"-o {output}: piped video is not supported (only images come through "
+                "stdin); save the video to a file and give its name"
+            )
         plan = plan_jobs(inputs, output, recursive, save_rain)
         if any(job.target is None for job in plan.jobs) and stdout_is_terminal():
             raise UsageProblem(

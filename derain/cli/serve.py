@@ -162,7 +162,9 @@ def serve(
     # Pillow's own bomb guard follows the server's limit, for the life of the process.
     with command(quiet, debug, max_pixels) as reporter:
         check_exposure(host, token)
-        check_model_options(tile, precision, fp32=False)  # usage errors before anything loads
+        check_model_options(
+            tile, precision, fp32=False, device=device
+        )  # usage errors before anything loads
         try:
             import uvicorn
 
