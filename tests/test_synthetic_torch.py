@@ -1,0 +1,182 @@
+"""The batched PyTorch rain generator against the NumPy one: the same rain in distribution.
+
+Each statistic is measured per image on both generators' output (fixed seeds, so the tests
+are deterministic) and the two samples are compared with the two-sample Kolmogorov–Smirnov
+distance and their medians. The bounds let the two generators' different random streams
+through, and fail for a wrong angle convention, a streak twice as long or twice as bright,
+a veil of the wrong strength (checked by mutating the generator: an angle measured from
+the horizontal, 2× lengths and 2× brightness each fail). 400 images a side: with fewer, the
+heavy-tailed ``wide`` lengths differ by chance more than the bound allows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from derain.train.synthetic import PRESETS, RainParams, RainSynthesizer
+from derain.train.synthetic_torch import BatchRainSynthesizer, jpeg_batch
+
+N = 400
+SIZE = 96
+GREY = 0.3
+#: KS distance two samples of N draws from one distribution stay under (α ≈ 0.001: 0.138).
+KS_MAX = 0.14
+
+
+def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest gap between the two empirical CDFs."""
+    grid = np.sort(np.concatenate([a, b]))
+    cdf_a = np.searchsorted(np.sort(a), grid, side="right") / len(a)
+    cdf_b = np.searchsorted(np.sort(b), grid, side="right") / len(b)
+    return float(np.abs(cdf_a - cdf_b).max())
+
+
+def trimmed_mean(a: np.ndarray, cut: float = 0.1) -> float:
+    """Mean of the values between the ``cut`` and 1 − ``cut`` quantiles (robust to a tail)."""
+    lo, hi = np.quantile(a, [cut, 1 - cut])
+    return float(a[(a >= lo) & (a <= hi)].mean())
+
+
+def streak_shape(rain: np.ndarray) -> tuple[float, float]:
+    """Streak angle from vertical (degrees, + leans right going down) and length (pixels).
+
+    Taken from the rain's autocorrelation: its central blob (above half its peak) lies along
+    the streaks; the blob's long axis gives the angle, its extent (4 × std) the length.
+    """
+    r = rain - rain.mean()
+    ac = np.fft.irfft2(np.abs(np.fft.rfft2(r)) ** 2, s=r.shape)
+    ac = np.fft.fftshift(ac / ac[0, 0])
+    ys, xs = np.nonzero(ac > 0.5)
+    ys, xs = ys - r.shape[0] // 2, xs - r.shape[1] // 2
+    w = ac[ys + r.shape[0] // 2, xs + r.shape[1] // 2]
+    cov = np.cov(np.stack([xs, ys]), aweights=w)
+    values, vectors = np.linalg.eigh(cov)
+    dx, dy = vectors[:, 1] * (1 if vectors[1, 1] >= 0 else -1)
+    return math.degrees(math.atan2(dx, dy)), 4 * math.sqrt(values[1])
+
+
+def layer_stats(layers: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per image: angle, length, coverage (share of pixels brighter by > 0.05), mean."""
+    rows = [(*streak_shape(r), (r > 0.05).mean(), r.mean()) for r in layers if r.max() > 0.01]
+    angle, length, coverage, mean = np.array(rows).T
+    return {"angle": angle, "length": length, "coverage": coverage, "brightness": mean}
+
+
+def numpy_layers(params: object, seed: int) -> list[np.ndarray]:
+    synth = RainSynthesizer(params)
+    return [synth.rain_layer((SIZE, SIZE), np.random.default_rng([seed, i])) for i in range(N)]
+
+
+def torch_layers(params: object, seed: int) -> list[np.ndarray]:
+    synth = BatchRainSynthesizer(params)
+    gen = torch.Generator().manual_seed(seed)
+    layers = synth.rain_layers((SIZE, SIZE), gen, synth.draw_params(N, gen))
+    return list(layers.double().numpy())
+
+
+def composite_stats(rainy: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image over a flat grey background: brightness added, and the veil (median)."""
+    added = rainy - GREY
+    return {
+        "added": added.mean(axis=(1, 2, 3)),
+        "veil": np.median(added, axis=(1, 2, 3)),
+    }
+
+
+def numpy_rainy(name: str, seed: int) -> np.ndarray:
+    synth = RainSynthesizer(name)
+    clean = np.full((SIZE, SIZE, 3), GREY, np.float32)
+    return np.stack([synth.synthesize(clean, np.random.default_rng([seed, i])) for i in range(N)])
+
+
+def torch_rainy(name: str, seed: int) -> np.ndarray:
+    clean = torch.full((N, 3, SIZE, SIZE), GREY)
+    rainy = BatchRainSynthesizer(name)(clean, torch.Generator().manual_seed(seed))
+    return rainy.permute(0, 2, 3, 1).numpy()
+
+
+def assert_same_distribution(a: np.ndarray, b: np.ndarray, what: str, rel: float) -> None:
+    d = ks_distance(a, b)
+    ma, mb = trimmed_mean(a), trimmed_mean(b)
+    print(f"{what}: KS {d:.3f}, trimmed means {ma:.4g} (NumPy) {mb:.4g} (torch)")
+    assert d < KS_MAX, f"{what}: KS distance {d:.3f} (trimmed means {ma:.4g} NumPy, {mb:.4g} torch)"
+    assert abs(ma - mb) <= rel * max(abs(ma), abs(mb)), (
+        f"{what}: trimmed means {ma:.4g} vs {mb:.4g}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_streaks_match_numpy_in_distribution(name: str) -> None:
+    ref = layer_stats(numpy_layers(name, seed=1))
+    got = layer_stats(torch_layers(name, seed=1))
+    assert abs(len(ref["angle"]) - len(got["angle"])) < 0.1 * N  # as many images with rain
+    assert ks_distance(ref["angle"], got["angle"]) < KS_MAX, f"{name} signed angle"
+    assert_same_distribution(abs(ref["angle"]), abs(got["angle"]), f"{name} |angle|", rel=0.25)
+    assert_same_distribution(ref["length"], got["length"], f"{name} length", rel=0.15)
+    assert_same_distribution(ref["coverage"], got["coverage"], f"{name} coverage", rel=0.2)
+    assert_same_distribution(ref["brightness"], got["brightness"], f"{name} brightness", rel=0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_composite_matches_numpy_in_distribution(name: str) -> None:
+    ref = composite_stats(numpy_rainy(name, seed=2))
+    got = composite_stats(torch_rainy(name, seed=2))
+    assert_same_distribution(ref["added"], got["added"], f"{name} added brightness", rel=0.2)
+    assert_same_distribution(ref["veil"], got["veil"], f"{name} veil", rel=0.25)
+
+
+@pytest.mark.parametrize("angle", [-35.0, 0.0, 20.0])
+def test_angle_convention_matches_numpy(angle: float) -> None:
+    """One layer at a fixed angle: both generators' streaks point the same way."""
+    params = RainParams(
+        density=(0.003, 0.003),
+        layers=(1, 1),
+        length=(30.0, 30.0),
+        width=(0.5, 0.5),
+        angle=(angle, angle),
+        angle_spread=0.0,
+        defocus=(0.0, 0.0),
+    )
+    ref = np.median(layer_stats(numpy_layers(params, seed=3))["angle"])
+    got = np.median(layer_stats(torch_layers(params, seed=3))["angle"])
+    assert abs(ref - angle) < 3 and abs(got - angle) < 3, (ref, got)
+
+
+def test_batch_is_reproducible_and_stays_in_range() -> None:
+    clean = torch.rand(4, 3, 40, 56)
+    synth = BatchRainSynthesizer("wide")
+    a = synth(clean, torch.Generator().manual_seed(5))
+    b = synth(clean, torch.Generator().manual_seed(5))
+    c = synth(clean, torch.Generator().manual_seed(6))
+    assert a.shape == clean.shape and a.dtype == torch.float32
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0.0 and a.max() <= 1.0
+
+
+def test_jpeg_batch_matches_pillow() -> None:
+    """The batched JPEG loses about what Pillow's does, at each image's own quality."""
+    from derain.train.synthetic import _jpeg
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:72] / 64.0
+    base = np.stack([np.sin(5 * x) * 0.4 + 0.5, y, np.cos(7 * x * y) * 0.3 + 0.4], -1)
+    image = np.clip(base + rng.normal(0, 0.03, base.shape), 0, 1).astype(np.float32)
+    batch = torch.from_numpy(image).permute(2, 0, 1)[None].repeat(2, 1, 1, 1)
+    out = jpeg_batch(batch, torch.tensor([50.0, 95.0])).permute(0, 2, 3, 1).numpy()
+    for got, quality in zip(out, (50, 95), strict=True):
+        ref = _jpeg(image, quality)
+        err_ref, err_got = np.abs(ref - image).mean(), np.abs(got - image).mean()
+        assert abs(err_got - err_ref) < 0.25 * err_ref, (quality, err_ref, err_got)
+        assert np.abs(got - ref).mean() < 0.5 * err_ref
+
+
+def test_bad_batches_are_refused() -> None:
+    synth = BatchRainSynthesizer("light")
+    with pytest.raises(ValueError, match="batch"):
+        synth(torch.zeros(3, 8, 8), torch.Generator())
