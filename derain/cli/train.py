@@ -66,6 +66,13 @@ def train_command(
     stop_at: Annotated[
         int | None, typer.Option(help="Stop after this step; the schedule still spans the run.")
     ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Train for this long (90s, 8m, 1.5h), export included: the schedule is "
+            "fitted to the steps that fit."
+        ),
+    ] = None,
     export: Annotated[
         Path | None,
         typer.Option(help="Write the best weights here (model.safetensors + config.json)."),
@@ -77,6 +84,7 @@ def train_command(
 ) -> None:
     """Train or fine-tune DANet (the paper's recipe by default)."""
     from ..train import apply_overrides, get_recipe, train
+    from ..train.recipes import parse_duration
 
     try:
         cfg = get_recipe(recipe)
@@ -95,8 +103,11 @@ def train_command(
                 lr=lr,
                 workers=workers,
                 seed=seed,
+                time_budget=parse_duration(time_budget) if time_budget else None,
             ),
         )
+        if time_budget and steps is None:  # the budget, not the recipe's steps, sets the length
+            cfg = apply_overrides(cfg, {"steps": None})
         cfg = apply_overrides(cfg, setting or [])
     except ValueError as exc:
         raise DerainError(str(exc)) from None

@@ -23,9 +23,11 @@ from ..imaging import open_image, rgb8
 from ..io_files import iter_images
 from ..pairs import scan_pairs
 from .synthetic import RainSynthesizer
+from .synthetic_torch import BatchRainSynthesizer
 
 __all__ = [
     "DataError",
+    "DeviceBatches",
     "PairedCrops",
     "StepSampler",
     "SyntheticCrops",
@@ -268,3 +270,62 @@ class StepSampler(Sampler[list[tuple[int, int]]]):
 
     def __len__(self) -> int:
         return max(0, self.total_steps - self.start_step)
+
+
+class DeviceBatches:
+    """Synthetic batches made on the training device: no worker processes, no copies.
+
+    The clean photos are decoded once and held on ``device`` as uint8 (C, H, W) tensors
+    (883 photos of at most 1024 px take about 2 GB). Each step's samples are the ones
+    :class:`StepSampler` names; each sample's window, zoom-out and flip/rotation are drawn
+    on the host from a generator seeded with ``(seed, epoch, index)`` (a few numbers, sent
+    with the kernel launches, nothing read back), then cut, shrunk and turned on the device,
+    and the whole batch gets its rain from :class:`BatchRainSynthesizer` with a device
+    generator seeded by ``(seed, step, rank)``. A run's data is again a function of its
+    step, so a resume sees the batches an uninterrupted run would (on the same device type:
+    these batches are not the NumPy path's, which draws other random numbers).
+
+    Args:
+        dataset: the checked photos (their paths, crop, preset, seed and zoom-out are used).
+        sampler: which (epoch, index) samples each step takes.
+        device: where the photos, crops and rain live.
+    """
+
+    def __init__(self, dataset: SyntheticCrops, sampler: StepSampler, device: torch.device):
+        self.crop, self.zoom_out, self.seed = dataset.crop, dataset.zoom_out, dataset.seed
+        self.sampler, self.device = sampler, device
+        self.synth = BatchRainSynthesizer(dataset.synth.params)
+        self.photos = [
+            _to_tensor(rgb8(path, min_side=dataset.crop)).to(device) for path in dataset.paths
+        ]
+        self.gen = torch.Generator(device=device)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def clean_crop(self, key: tuple[int, int]) -> torch.Tensor:
+        """The float (3, crop, crop) clean crop of one sample, on the device."""
+        epoch, index = key
+        rng = np.random.default_rng([self.seed, epoch, index])
+        photo = self.photos[index]
+        h, w = photo.shape[1:]
+        side = self.crop
+        if self.zoom_out > 1.0:  # as _random_crop draws it
+            side = min(int(self.crop * np.exp(rng.uniform(0.0, np.log(self.zoom_out)))), h, w)
+        y = int(rng.integers(0, h - side + 1))
+        x = int(rng.integers(0, w - side + 1))
+        window = photo[:, y : y + side, x : x + side].float()
+        if side != self.crop:
+            window = torch.nn.functional.interpolate(
+                window[None], size=(self.crop, self.crop), mode="bicubic", antialias=True
+            )[0].clamp_(0, 255)
+        k = int(rng.integers(8))
+        window = torch.rot90(window, k % 4, dims=(1, 2))  # as augment() turns an H×W×C array
+        return (window.flip(2) if k >= 4 else window) / 255.0
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for step, keys in enumerate(self.sampler, start=self.sampler.start_step):
+            clean = torch.stack([self.clean_crop(key) for key in keys])
+            state = np.random.SeedSequence([self.seed, step, self.sampler.rank]).generate_state(1)
+            self.gen.manual_seed(int(state[0]))
+            yield self.synth(clean, self.gen), clean

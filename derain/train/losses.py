@@ -26,13 +26,17 @@ def charbonnier(a: Tensor, b: Tensor, eps: float = 1e-3) -> Tensor:
 
 @dataclass(frozen=True)
 class LossTerms:
-    """The total loss and its parts, for logging."""
+    """The total loss and its parts (detached), for logging.
+
+    All stay tensors on the training device: reading one (``float(terms.ssim_full)``) makes
+    the host wait for the device, so the loop does it only on the steps it logs.
+    """
 
     total: Tensor
-    charbonnier_full: float
-    ssim_full: float
-    charbonnier_low: float
-    ssim_low: float
+    charbonnier_full: Tensor
+    ssim_full: Tensor
+    charbonnier_low: Tensor
+    ssim_low: Tensor
 
 
 class DANetLoss(torch.nn.Module):
@@ -59,4 +63,4 @@ class DANetLoss(torch.nn.Module):
         total = (ch_low + self.ssim_weight * ss_low) + self.lambda_rsn * (
             ch_full + self.ssim_weight * ss_full
         )
-        return LossTerms(total, *(float(t.detach()) for t in (ch_full, ss_full, ch_low, ss_low)))
+        return LossTerms(total, *(t.detach() for t in (ch_full, ss_full, ch_low, ss_low)))

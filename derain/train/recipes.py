@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RECIPES", "TrainConfig", "apply_overrides", "get_recipe", "lr_at"]
+__all__ = ["RECIPES", "TrainConfig", "apply_overrides", "get_recipe", "lr_at", "parse_duration"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,14 @@ class TrainConfig:
             is the one validated and exported.
         identity_init: zero the two output convolutions so the untrained network returns its
             input, which shortens the start of a small-budget run.
+        data_device: where synthetic batches are made: ``host`` (NumPy rain in DataLoader
+            workers, the path every earlier run used), ``device`` (photos, crops and rain on
+            the training device, :class:`~derain.train.data.DeviceBatches`) or ``auto``
+            (``device`` on CUDA, ``host`` elsewhere).
+        time_budget: seconds the whole run may take (set-up, steps, final checkpoint and
+            export); the step rate is measured after a warm-up and the schedule is fitted to
+            the steps that fit, which replaces ``steps``/``epochs``.
+        compile: run the model through ``torch.compile`` (opt-in: see docs/training.md).
     """
 
     data: str = ""
@@ -71,6 +79,9 @@ class TrainConfig:
     log_every: int = 10
     amp: bool = True
     threads: int | None = None
+    data_device: str = "auto"
+    time_budget: float | None = None
+    compile: bool = False
 
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -157,3 +168,28 @@ def lr_at(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -
         t = min(1.0, (step - cfg.warmup_steps) / span)
         return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
     raise ValueError(f"unknown schedule {cfg.schedule!r}; use step or cosine")
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``90s``, ``8m`` or ``1.5h``.
+
+    Raises:
+        ValueError: not a positive number with an optional s, m or h.
+
+    Example:
+        >>> parse_duration("8m")
+        480.0
+    """
+    value = text.strip().lower()
+    scale = _UNITS.get(value[-1:])
+    number = value[:-1] if scale else value
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"time budget {text!r}: expected a duration such as 90s, 8m or 1.5h")
+    return seconds

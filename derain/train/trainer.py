@@ -9,7 +9,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from ..pairs import find_pairs
 from ..precision import cpu_has_native_bf16
 from ..weights import create_model, resolve_model, save_pretrained
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import DataError, StepSampler, build_dataset
+from .data import DataError, DeviceBatches, StepSampler, SyntheticCrops, build_dataset
 from .distributed import Dist, init_distributed
 from .losses import DANetLoss, LossTerms
 from .recipes import TrainConfig, lr_at
@@ -38,7 +38,12 @@ __all__ = ["OptimStep", "TrainResult", "train"]
 LAST = "last.safetensors"
 BEST_DIR = "best"
 LOG_COLUMNS = ("step", "lr", "loss", "ssim", "sec_per_step", "val_psnr", "val_ssim")
+#: Columns after the per-set ones, so logs written before they existed still line up.
+RATE_COLUMNS = ("crops", "crops_per_s")
 VAL_SAMPLES = 4
+DATA_DEVICES = ("auto", "host", "device")
+#: A time-budgeted run's provisional length until its plan (no step count was asked for).
+UNPLANNED_STEPS = 10**12
 
 
 @dataclass(frozen=True)
@@ -118,11 +123,89 @@ def _load_init(model: DANet, source: str) -> None:
 
 
 @torch.no_grad()
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+def _ema_update(
+    ema: list[torch.Tensor], params: list[torch.Tensor], decay: float, step: int
+) -> None:
+    """One EMA step over all tensors at once (a few fused kernels on the device)."""
     # Warm-up of the decay, so early EMA weights are not dominated by the random init.
     d = min(decay, (1 + step) / (10 + step))
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p.detach(), 1.0 - d)
+    torch._foreach_lerp_(ema, params, 1.0 - d)
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for the device (only where a time is measured: the step-rate measurement)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+#: Steps run before the step rate is measured (allocator, autotuning, compilation).
+RATE_WARMUP_STEPS = 5
+#: The measurement lasts at least this many steps and this share of the budget (≤ 15 s).
+RATE_MIN_STEPS = 10
+RATE_SHARE, RATE_MAX_S = 0.03, 15.0
+#: Kept back from the budget for the end (final checkpoint, export): this share of the
+#: budget plus twice a measured checkpoint write; and a step's time times this margin.
+TAIL_SHARE, STEP_MARGIN = 0.02, 1.5
+
+
+@dataclass
+class TimeBudget:
+    """Fits a run to a wall-clock budget: warm up, measure the steady step rate, plan once.
+
+    The plan sets the schedule's total to the steps that fit before the deadline (less the
+    time the end needs); after it, a guard ends the run early if steps turn out slower.
+    """
+
+    deadline: float  # time.perf_counter() at which the whole run must be over
+    budget: float
+    sec_per_step: float | None = None
+    reserve: float = 0.0
+    _mark: tuple[int, float] | None = None
+
+    def planned(self) -> bool:
+        return self.sec_per_step is not None
+
+    def after_step(self, run: _Run) -> None:
+        """Measure, plan or guard, after ``run.step`` has been counted."""
+        done = run.step - run.start
+        if self.sec_per_step is None:
+            if done == RATE_WARMUP_STEPS:
+                _sync(run.dev)
+                self._mark = (run.step, time.perf_counter())
+            elif self._mark is not None:
+                elapsed = time.perf_counter() - self._mark[1]
+                enough_time = elapsed >= min(RATE_MAX_S, RATE_SHARE * self.budget)
+                if run.step - self._mark[0] >= RATE_MIN_STEPS and enough_time:
+                    _sync(run.dev)
+                    elapsed = time.perf_counter() - self._mark[1]
+                    self._plan(run, elapsed / (run.step - self._mark[0]))
+                    return
+        elif time.perf_counter() + STEP_MARGIN * self.sec_per_step > self.deadline - self.reserve:
+            if run.step < run.end:
+                run.log(f"step {run.step}: out of time, stopping {run.end - run.step} steps early")
+            run.end = run.step
+            return
+        if time.perf_counter() > self.deadline - self.reserve:  # the warm-up alone was too long
+            run.end = run.step
+
+    def _plan(self, run: _Run, sec_per_step: float) -> None:
+        self.sec_per_step = sec_per_step
+        tick = time.perf_counter()
+        run.checkpoint()  # a resumable point that records the plan, and a timed write
+        write = time.perf_counter() - tick
+        self.reserve = TAIL_SHARE * self.budget + 2 * write
+        left = self.deadline - self.reserve - time.perf_counter()
+        fit = run.step + max(0, int(left / sec_per_step))
+        if run.fixed_total is not None:  # resumed: same schedule, as far as time allows
+            run.end = max(run.step, min(fit, run.fixed_total, run.stop_at or fit))
+        else:
+            cap = run.cfg.steps if run.cfg.steps is not None else fit
+            run.total = run.end = max(run.step, min(fit, cap, run.stop_at or fit))
+        run.log(
+            f"time budget: {sec_per_step:.3f} s/step steady "
+            f"({run.crops_per_step / sec_per_step:.1f} crops/s) -> schedule of {run.total} steps"
+        )
+        run.checkpoint()  # again, now with the planned total
 
 
 def val_folders(val: str | None) -> list[str]:
@@ -184,12 +267,16 @@ def train(
         >>> cfg = apply_overrides(get_recipe("cpu"), {"data": "photos/", "synthetic": "light"})
         >>> train(cfg, export="my-model")  # doctest: +SKIP
     """
+    started = time.perf_counter()  # a time budget counts from here
     dev = resolve_device(device)
     dist = init_distributed(dev)
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     try:
-        return _train(cfg, dist, dev, resume, export, stop_at, log if dist.is_main else _quiet)
+        budget = TimeBudget(started + cfg.time_budget, cfg.time_budget) if cfg.time_budget else None
+        return _train(
+            cfg, dist, dev, resume, export, stop_at, log if dist.is_main else _quiet, budget
+        )
     finally:
         dist.close()
 
@@ -213,7 +300,7 @@ class _Run:
     ema: DANet | None
     optimizer: torch.optim.Optimizer
     stepper: OptimStep
-    loader: DataLoader
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     folders: list[str]
     per_set: list[str]
     csv_log: CsvLog | None
@@ -222,6 +309,10 @@ class _Run:
     start: int
     end: int
     best: dict[str, float | None]
+    crops_per_step: int
+    stop_at: int | None = None
+    fixed_total: int | None = None  # a resumed time-budgeted run keeps its planned schedule
+    budget: TimeBudget | None = None
     step: int = 0
 
     @property
@@ -237,7 +328,11 @@ class _Run:
                 optimizer=self.optimizer,
                 ema=self.ema,
                 step=self.step,
-                extra={"best": self.best, "config": dataclasses.asdict(self.cfg)},
+                extra={
+                    "best": self.best,
+                    "config": dataclasses.asdict(self.cfg),
+                    "total": self.total,
+                },
             )
 
     def validate(self) -> dict[str, float]:
@@ -272,8 +367,10 @@ def _train(
     export: str | None,
     stop_at: int | None,
     log: Callable[[str], None],
+    budget: TimeBudget | None = None,
 ) -> TrainResult:
     run = _build(cfg, dist, dev, resume, stop_at, log)
+    run.budget = budget
     _loop(run)
     exported = _export(run, export)
     return TrainResult(run.run_dir, run.step, run.best["psnr"], run.best["ssim"], exported)
@@ -294,10 +391,16 @@ def _build(
         raise TrainingError(
             f"batch size {cfg.batch_size} is not divisible by {dist.world_size} GPUs"
         )
+    if cfg.data_device not in DATA_DEVICES:
+        raise TrainingError(
+            f"data_device {cfg.data_device!r}: use one of {', '.join(DATA_DEVICES)}"
+        )
     run_dir = Path(cfg.out)
     dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed, cfg.zoom_out)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
     total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+    if cfg.time_budget and cfg.steps is None:
+        total = UNPLANNED_STEPS  # until the time budget fits the schedule (cosine near its peak)
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model)
@@ -308,29 +411,39 @@ def _build(
     # channels_last from the start in every run, so a resumed run computes exactly the same.
     model = model.to(dev, memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Adam (the paper's; weight decay 0 makes it AdamW too), fused into a few kernels on CUDA.
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=True if dev.type == "cuda" else None,
+    )
     criterion = DANetLoss(cfg.charbonnier_eps, cfg.ssim_weight, cfg.lambda_rsn)
 
     start = 0
     best: dict[str, float | None] = {"psnr": None, "ssim": None}
+    fixed_total: int | None = None
     if resume:
         ckpt = Path(resume) if isinstance(resume, str) else run_dir / LAST
         if not ckpt.is_file():
             raise TrainingError(f"{ckpt}: no checkpoint to resume from")
         start, extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, ema=ema)
         best = extra.get("best", best)
+        planned = int(extra.get("total", UNPLANNED_STEPS))
+        if cfg.time_budget and planned != UNPLANNED_STEPS:
+            total = fixed_total = planned  # the schedule the interrupted run planned
         log(f"resumed from {ckpt} at step {start}")
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     folders = val_folders(cfg.val)
     per_set = [f"psnr_{val_name(f)}" for f in folders] if len(folders) > 1 else []
-    columns = (*LOG_COLUMNS, *per_set)
+    columns = (*LOG_COLUMNS, *per_set, *RATE_COLUMNS)
     csv_log = CsvLog(run_dir / "log.csv", columns) if dist.is_main else None
     if csv_log is not None:  # rows past the checkpoint (all of them in a fresh run) are stale
         csv_log.truncate_after(start)
 
-    net: torch.nn.Module = model
+    net: torch.nn.Module = torch.compile(model) if cfg.compile else model
     if dist.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None
@@ -339,14 +452,20 @@ def _build(
     sampler = StepSampler(
         len(dataset), cfg.batch_size, end, cfg.seed, start, dist.rank, dist.world_size
     )
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=cfg.workers,
-        worker_init_fn=_worker_init if cfg.workers else None,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=False,
-    )
+    on_device = cfg.data_device == "device" or (cfg.data_device == "auto" and dev.type == "cuda")
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+    if on_device and isinstance(dataset, SyntheticCrops):
+        batches = DeviceBatches(dataset, sampler, dev)
+        log(f"data: {len(dataset)} photos cached on {dev}, crops and rain drawn there")
+    else:
+        batches = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=cfg.workers,
+            worker_init_fn=_worker_init if cfg.workers else None,
+            pin_memory=dev.type == "cuda",
+            persistent_workers=False,
+        )
     stepper = OptimStep(net, optimizer, criterion, dev, cfg.amp, cfg.grad_clip)
     return _Run(
         cfg=cfg,
@@ -359,7 +478,7 @@ def _build(
         ema=ema,
         optimizer=optimizer,
         stepper=stepper,
-        loader=loader,
+        batches=batches,
         folders=folders,
         per_set=per_set,
         csv_log=csv_log,
@@ -368,42 +487,64 @@ def _build(
         start=start,
         end=end,
         best=best,
+        crops_per_step=cfg.batch_size,
+        stop_at=stop_at,
+        fixed_total=fixed_total,
         step=start,
     )
 
 
 def _loop(run: _Run) -> None:
-    """Steps ``run.start`` … ``run.end``: optimise, log, validate, checkpoint."""
+    """Steps ``run.start`` … ``run.end``: optimise, log, validate, checkpoint.
+
+    Nothing in a step waits for the device: the loss reaches the host only on the steps
+    that log it, the EMA and the optimiser run as fused device kernels.
+    """
     cfg, dev, log, csv_log = run.cfg, run.dev, run.log, run.csv_log
+    planned = run.budget is None
     log(
         f"training {cfg.model} for steps {run.start}..{run.end} of {run.total} "
         f"({run.images} images)"
+        if planned
+        else f"training {cfg.model} from step {run.start} for {cfg.time_budget:g} s "
+        f"({run.images} images)"
     )
+    params = list(run.model.parameters())
+    ema = list(run.ema.parameters()) if run.ema is not None else []
     tick = time.perf_counter()
-    for rainy, clean in run.loader:
+    last = (run.step, tick)
+    for rainy, clean in run.batches:
         rainy = rainy.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
         clean = clean.to(dev, non_blocking=True)
         lr = lr_at(cfg, run.step, run.total, run.steps_per_epoch)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
         terms = run.stepper(rainy, clean)
-        if run.ema is not None:
-            _ema_update(run.ema, run.model, cfg.ema_decay, run.step)
+        if ema:
+            _ema_update(ema, params, cfg.ema_decay, run.step)
         run.step += 1
         step = run.step
+        if run.budget is not None:
+            run.budget.after_step(run)
         row: dict[str, Any] = {}
         if step % cfg.log_every == 0 or step == run.end:
-            elapsed = (time.perf_counter() - tick) / max(1, step - run.start)
-            loss = float(terms.total.detach())
+            loss, ssim = float(terms.total.detach()), float(terms.ssim_full)  # waits for the device
+            now = time.perf_counter()
+            elapsed = (now - tick) / max(1, step - run.start)
+            rate = (step - last[0]) * run.crops_per_step / max(now - last[1], 1e-9)
+            last = (step, now)
             row = {
                 "lr": f"{lr:.3g}",
                 "loss": round(loss, 5),
-                "ssim": round(terms.ssim_full, 4),
+                "ssim": round(ssim, 4),
                 "sec_per_step": round(elapsed, 3),
+                "crops": step * run.crops_per_step,
+                "crops_per_s": round(rate, 1),
             }
+            of = f"/{run.total}" if run.total != UNPLANNED_STEPS else ""
             log(
-                f"step {step}/{run.total} loss {loss:.4f} ssim {terms.ssim_full:.4f} "
-                f"lr {lr:.2e} {elapsed:.2f}s/step"
+                f"step {step}{of} loss {loss:.4f} ssim {ssim:.4f} "
+                f"lr {lr:.2e} {elapsed:.2f}s/step {rate:.1f} crops/s"
             )
         if cfg.val and (step % cfg.val_every == 0 or step == run.end):
             row |= run.validate()
@@ -415,6 +556,8 @@ def _loop(run: _Run) -> None:
                 plot_curves(csv_log.path, run.run_dir / "curves.png")
         if step % cfg.ckpt_every == 0:
             run.dist.barrier()
+        if step >= run.end:
+            break
 
 
 def _export(run: _Run, export: str | None) -> Path | None:
