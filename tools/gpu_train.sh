@@ -6,6 +6,7 @@
 # install; so the clean photos travel as a JPEG pack and the code runs from the checkout.
 #
 #   here:   bash tools/gpu_train.sh pack     # ../shared/data/clean -> .gpu-data/clean
+#           (every photo, JPEG quality 90, the largest shrunk until the pack fits 38 MiB)
 #   there:  device run, carry [".gpu-data"], timeout_s 600:
 #           bash tools/gpu_train.sh train
 #   back:   $OUT/danet/{model.safetensors,config.json,log.csv}, the same for danet-plus,
@@ -42,19 +43,30 @@ from derain.io_files import iter_images
 
 src, dst, limit = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]) * 2**20
 files = sorted(iter_images(src, recursive=True))
-for quality in (95, 92, 90, 85):
-    total = 0
+# All the photos, at JPEG quality 90; those whose longest side passes `side` are shrunk to it
+# (bicubic, antialiased), `side` lowered until the pack fits (bytes ~ pixels of the shrunk).
+quality, side, min_side = 90, 1024, 384
+while side >= min_side:
+    total = shrunk = 0
     for i, path in enumerate(files):
+        image = Image.fromarray(rgb8(path))
+        if max(image.size) > side:
+            image.thumbnail((side, side), Image.Resampling.BICUBIC)
+            shrunk += 1
         out = dst / f"{i:04d}_{path.parent.name}_{path.stem}.jpg"
-        Image.fromarray(rgb8(path)).save(out, "JPEG", quality=quality, subsampling=0)
+        image.save(out, "JPEG", quality=quality)
         total += out.stat().st_size
     if total <= limit:
-        print(f"{len(files)} photos -> {dst} at JPEG quality {quality}: {total / 2**20:.1f} MiB")
+        print(
+            f"{len(files)} photos -> {dst} at JPEG quality {quality}, longest side at most "
+            f"{side} px ({shrunk} shrunk): {total / 2**20:.1f} MiB"
+        )
         break
     for out in dst.iterdir():
         out.unlink()
+    side = int(side * (limit / total) ** 0.5 * 0.97)
 else:
-    sys.exit(f"{src}: the photos do not fit in {limit / 2**20:.0f} MiB even at quality 85")
+    sys.exit(f"{src}: the photos do not fit in {limit / 2**20:.0f} MiB even at {min_side} px")
 EOF
 }
 

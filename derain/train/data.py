@@ -9,7 +9,9 @@ the number of worker processes or GPUs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,9 +297,9 @@ class DeviceBatches:
         self.crop, self.zoom_out, self.seed = dataset.crop, dataset.zoom_out, dataset.seed
         self.sampler, self.device = sampler, device
         self.synth = BatchRainSynthesizer(dataset.synth.params)
-        self.photos = [
-            _to_tensor(rgb8(path, min_side=dataset.crop)).to(device) for path in dataset.paths
-        ]
+        with ThreadPoolExecutor() as pool:  # Pillow decodes outside the GIL
+            decoded = pool.map(functools.partial(rgb8, min_side=dataset.crop), dataset.paths)
+            self.photos = [_to_tensor(pixels).to(device) for pixels in decoded]
         self.gen = torch.Generator(device=device)
 
     def __len__(self) -> int:

@@ -395,6 +395,8 @@ def _build(
         raise TrainingError(
             f"data_device {cfg.data_device!r}: use one of {', '.join(DATA_DEVICES)}"
         )
+    if cfg.time_budget and dist.enabled:
+        raise TrainingError("a time budget needs one process: each would plan its own schedule")
     run_dir = Path(cfg.out)
     dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed, cfg.zoom_out)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
