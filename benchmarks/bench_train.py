@@ -14,6 +14,8 @@ CUDA; bf16 autocast on CUDA and on CPUs with native bf16) plus the foreach EMA u
 whole step is the data path of one batch followed by one step, timed together (synchronised
 on CUDA), so on the host path it is what a loop without workers would see.
 
+On CUDA each step's host waits are counted too (``torch.cuda.set_sync_debug_mode``).
+
 Photos: ``--data`` (default ../shared/data/clean, the first ``--photos`` of them); without
 it, generated textured images.
 
@@ -26,6 +28,8 @@ from __future__ import annotations
 import argparse
 import copy
 import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +97,20 @@ def _source(path: str, dataset: SyntheticCrops, batch: int, device: torch.device
     return iter(DeviceBatches(dataset, sampler, device))
 
 
+def _syncs(step: Callable[[], None], steps: int) -> float:
+    """Host waits per step that CUDA's sync debug mode reports (0 for a loop that never
+    waits for the device)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(steps):
+                step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return len(caught) / steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_common_args(parser)
@@ -115,10 +133,11 @@ def main() -> None:
         for path in args.paths:
             dataset = SyntheticCrops(paths, args.crop, "wide", seed=0)
             source = _source(path, dataset, args.batch, device)
-            t = time_runs(lambda source=source: next(source), device, warmup=1, runs=steps)
-            rate = args.batch / t["median_s"]
-            result["data"][path] = {**t, "crops_per_s": round(rate, 1)}
-            print(f"data {path}: {rate:.1f} crops/s ({t['median_s']:.3f} s/batch)")
+            if path != "none":
+                t = time_runs(lambda source=source: next(source), device, warmup=1, runs=steps)
+                rate = args.batch / t["median_s"]
+                result["data"][path] = {**t, "crops_per_s": round(rate, 1)}
+                print(f"data {path}: {rate:.1f} crops/s ({t['median_s']:.3f} s/batch)")
             for name in models:
                 torch.manual_seed(0)
                 model = create_model(name).to(device, memory_format=torch.channels_last).train()
@@ -136,6 +155,8 @@ def main() -> None:
                 t = time_runs(step, device, warmup=1, runs=steps)
                 rate = args.batch / t["median_s"]
                 result["models"][name][path] = {**t, "crops_per_s": round(rate, 1)}
+                if device.type == "cuda":
+                    result["models"][name][path]["syncs_per_step"] = _syncs(step, steps)
                 print(f"step {name} ({path} data): {t['median_s']:.2f} s/step = {rate:.1f} crops/s")
     save_section(args, device, "train", result)
 

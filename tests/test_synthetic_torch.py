@@ -71,8 +71,8 @@ def numpy_layers(params: object, seed: int) -> list[np.ndarray]:
     return [synth.rain_layer((SIZE, SIZE), np.random.default_rng([seed, i])) for i in range(N)]
 
 
-def torch_layers(params: object, seed: int) -> list[np.ndarray]:
-    synth = BatchRainSynthesizer(params)
+def torch_layers(params: object, seed: int, scatter: bool | None = None) -> list[np.ndarray]:
+    synth = BatchRainSynthesizer(params, scatter_seeds=scatter)
     gen = torch.Generator().manual_seed(seed)
     layers = synth.rain_layers((SIZE, SIZE), gen, synth.draw_params(N, gen))
     return list(layers.double().numpy())
@@ -110,10 +110,12 @@ def assert_same_distribution(a: np.ndarray, b: np.ndarray, what: str, rel: float
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("scatter", [True, False], ids=["placed-seeds", "counted-seeds"])
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_streaks_match_numpy_in_distribution(name: str) -> None:
+def test_streaks_match_numpy_in_distribution(name: str, scatter: bool) -> None:
+    """Both ways of drawing the seeds (the CPU's and the accelerators')."""
     ref = layer_stats(numpy_layers(name, seed=1))
-    got = layer_stats(torch_layers(name, seed=1))
+    got = layer_stats(torch_layers(name, seed=1, scatter=scatter))
     assert abs(len(ref["angle"]) - len(got["angle"])) < 0.1 * N  # as many images with rain
     assert ks_distance(ref["angle"], got["angle"]) < KS_MAX, f"{name} signed angle"
     assert_same_distribution(abs(ref["angle"]), abs(got["angle"]), f"{name} |angle|", rel=0.25)

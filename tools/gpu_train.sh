@@ -12,6 +12,8 @@
 #   back:   $OUT/danet/{model.safetensors,config.json,log.csv}, the same for danet-plus,
 #           and $OUT/train.log; score them here on the three validation sets (full sets,
 #           fp32) before shipping under the weights issue's rule.
+#   then, if device time is left: bash tools/gpu_train.sh bench  (a few minutes: crops/s of
+#           the data paths and the steps of both models, host waits per step)
 #
 # No calibration runs: each model trains with `derain train --time-budget`, which measures
 # its steady step rate after a warm-up and fits the cosine schedule to the steps that fit.
@@ -96,8 +98,15 @@ train() {
     rm -rf "$work"
 }
 
+bench() {  # crops/s of the data paths and the steps, and host waits per step, on the GPU
+    export PYTHONPATH=$root PYTHONUNBUFFERED=1
+    "$PY" benchmarks/bench_train.py --device "${DEVICE:-cuda}" --batch "${BATCH:-64}" \
+        --data "$DATA" --photos 256 --out "${OUT:-runs/gpu-out}/bench_train.json"
+}
+
 case $mode in
     pack) shift; pack "$@" ;;
+    bench) mkdir -p "${OUT:-runs/gpu-out}" && bench 2>&1 | tee "${OUT:-runs/gpu-out}/bench.log" ;;
     train) mkdir -p "${OUT:-runs/gpu-out}" && train 2>&1 | tee "${OUT:-runs/gpu-out}/train.log" ;;
-    *) echo "usage: bash tools/gpu_train.sh pack [CLEAN_DIR] | train" >&2; exit 2 ;;
+    *) echo "usage: bash tools/gpu_train.sh pack [CLEAN_DIR] | train | bench" >&2; exit 2 ;;
 esac

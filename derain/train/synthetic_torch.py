@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -69,24 +70,37 @@ class ParamBatch:
     max_layers: int
 
 
+class Constants:
+    """Constant tensors on one device, made once: copying a host value to an accelerator at
+    every batch would make the host wait there."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._made: dict[Any, Tensor] = {}
+
+    def __call__(self, value: Any) -> Tensor:
+        """``value`` (a number or nested tuples of numbers) as a float32 tensor."""
+        if value not in self._made:
+            self._made[value] = torch.tensor(value, dtype=torch.float32, device=self.device)
+        return self._made[value]
+
+
 def _uniform(gen: torch.Generator, *shape: int) -> Tensor:
     return torch.rand(shape, generator=gen, device=gen.device)
 
 
-def _fixed(p: RainParams, n: int, gen: torch.Generator) -> ParamBatch:
+def _fixed(p: RainParams, n: int, gen: torch.Generator, const: Constants) -> ParamBatch:
     """Every image draws from the same ranges."""
-    values = {
-        f.name: torch.tensor(getattr(p, f.name), dtype=torch.float32, device=gen.device)
-        .expand(n, *([2] if isinstance(getattr(p, f.name), tuple) else []))
-        .clone()
-        for f in fields(p)
-    }
+    values = {}
+    for f in fields(p):
+        v = const(getattr(p, f.name))
+        values[f.name] = v.expand(n, *v.shape)
     return ParamBatch(**values, max_layers=p.layers[1])
 
 
-def _mix(mix: RainMix, n: int, gen: torch.Generator) -> ParamBatch:
+def _mix(mix: RainMix, n: int, gen: torch.Generator, const: Constants) -> ParamBatch:
     """Per image, ``low``, ``high`` or a uniform blend of the two (each with probability 1/3)."""
-    low, high = _fixed(mix.low, n, gen), _fixed(mix.high, n, gen)
+    low, high = _fixed(mix.low, n, gen, const), _fixed(mix.high, n, gen, const)
     case = torch.randint(0, 3, (n,), generator=gen, device=gen.device)
     u = torch.where(case == 2, _uniform(gen, n), case.clamp(max=1).float())
     values = {}
@@ -107,7 +121,7 @@ def _between(r: tuple[float, float], gen: torch.Generator, n: int) -> Tensor:
     return r[0] + (r[1] - r[0]) * _uniform(gen, n)
 
 
-def _space(s: RainSpace, n: int, gen: torch.Generator) -> ParamBatch:
+def _space(s: RainSpace, n: int, gen: torch.Generator, const: Constants) -> ParamBatch:
     """:meth:`RainSpace.sample` for ``n`` images at once."""
     dev = gen.device
     length = _log_uniform(s.length, gen, n)
@@ -127,9 +141,9 @@ def _space(s: RainSpace, n: int, gen: torch.Generator) -> ParamBatch:
     def pair(a: Tensor, b: Tensor | None = None) -> Tensor:
         return torch.stack((a, a if b is None else b), dim=1)
 
-    def const(value: float | tuple[float, ...]) -> Tensor:
-        v = torch.tensor(value, dtype=torch.float32, device=dev)
-        return v.expand(n, *v.shape).clone()
+    def each(value: float | tuple[int, int]) -> Tensor:
+        v = const(value)
+        return v.expand(n, *v.shape)
 
     return ParamBatch(
         density=pair(coverage / footprint),
@@ -143,9 +157,9 @@ def _space(s: RainSpace, n: int, gen: torch.Generator) -> ParamBatch:
         defocus=pair(_between(s.defocus, gen, n)),
         veil=pair(veil),
         airlight=pair(airlight),
-        screen=const(s.screen),
-        jpeg=const(s.jpeg),
-        jpeg_quality=const(s.jpeg_quality),
+        screen=each(s.screen),
+        jpeg=each(s.jpeg),
+        jpeg_quality=each(s.jpeg_quality),
         max_layers=s.layers[1],
     )
 
@@ -184,6 +198,20 @@ def _poisson_counts(rate: Tensor, shape: tuple[int, int], gen: torch.Generator) 
     return count
 
 
+def _scattered_seeds(
+    rate: Tensor, jitter: Tensor, shape: tuple[int, int], gen: torch.Generator
+) -> Tensor:
+    """Seeds as the NumPy generator places them: a Poisson number per row of ``rate``, each
+    at a uniform pixel with brightness U(jitter, 1), summed where they meet; (rows, H, W)."""
+    pixels = shape[0] * shape[1]
+    counts = torch.poisson(rate * pixels, generator=gen).long()
+    row = torch.repeat_interleave(torch.arange(len(rate), device=rate.device), counts)
+    where = row * pixels + torch.randint(0, pixels, row.shape, generator=gen, device=gen.device)
+    weight = jitter[row] + (1 - jitter[row]) * _uniform(gen, len(row))
+    seeds = torch.zeros(len(rate) * pixels, device=rate.device).index_add_(0, where, weight)
+    return seeds.view(len(rate), *shape)
+
+
 def _transfer(shape: tuple[int, int], length: Tensor, sigma: Tensor, angle_deg: Tensor) -> Tensor:
     """Fourier transfer of a motion-blur segment × Gaussian, (…, H, W//2+1), real."""
     h, w = shape
@@ -201,19 +229,27 @@ class BatchRainSynthesizer:
     Args:
         params: a preset name or parameters, as :class:`~derain.train.synthetic.RainSynthesizer`
             takes.
+        scatter_seeds: place each streak seed at a drawn pixel (as the NumPy generator does;
+            cheap, but the number of seeds is read back), or draw a seed count for every
+            pixel (no read-back, more work). By default: placed on a CPU, counted on an
+            accelerator, where a read-back would make the host wait.
 
     Raises:
         ValueError: an unknown preset name, or a kind of preset with no drawer.
     """
 
-    def __init__(self, params: str | Rain = "wide") -> None:
+    def __init__(self, params: str | Rain = "wide", scatter_seeds: bool | None = None) -> None:
         self.params = preset(params) if isinstance(params, str) else params
+        self.scatter_seeds = scatter_seeds
         if type(self.params) not in DRAWERS:
             raise ValueError(f"no batched drawer for {type(self.params).__name__} presets")
+        self._constants: dict[torch.device, Constants] = {}
 
     def draw_params(self, n: int, gen: torch.Generator) -> ParamBatch:
         """The parameters of ``n`` images, drawn on ``gen``'s device."""
-        return DRAWERS[type(self.params)](self.params, n, gen)
+        if gen.device not in self._constants:
+            self._constants[gen.device] = Constants(gen.device)
+        return DRAWERS[type(self.params)](self.params, n, gen, self._constants[gen.device])
 
     def rain_layers(self, shape: tuple[int, int], gen: torch.Generator, p: ParamBatch) -> Tensor:
         """The additive rain (n, H, W), ≥ 0, of each image, before compositing."""
@@ -250,10 +286,13 @@ class BatchRainSynthesizer:
             rows, image, jit = [r[keep] for r in rows], image[keep], jit[keep]
         rate, length, sigma, angle, intensity, active = rows
         # Seeds: a Poisson process at density·weight per pixel, each seed of brightness
-        # U(jitter, 1); the rare pixel with several seeds gives them one brightness.
-        seeds = _poisson_counts(rate, (h, w), gen)
-        jit = jit[:, None, None]
-        seeds *= jit + (1 - jit) * _uniform(gen, len(rate), h, w)
+        # U(jitter, 1); counted per pixel, the rare pixel with several seeds gives them one.
+        scatter = self.scatter_seeds
+        if scatter if scatter is not None else gen.device.type == "cpu":
+            seeds = _scattered_seeds(rate, jit, (h, w), gen)
+        else:
+            seeds = _poisson_counts(rate, (h, w), gen)
+            seeds *= jit[:, None, None] + (1 - jit[:, None, None]) * _uniform(gen, len(rate), h, w)
         transfer = _transfer(shape, length, sigma, angle)
         # Scale so that one isolated streak peaks at its intensity (kernel's spatial max = 1).
         peak = torch.fft.irfft2(transfer, s=shape).amax(dim=(-2, -1))
@@ -283,7 +322,8 @@ class BatchRainSynthesizer:
         compress = _uniform(gen, n) < p.jpeg
         q_lo, q_hi = p.jpeg_quality[:, 0], p.jpeg_quality[:, 1]
         quality = q_lo + torch.floor(_uniform(gen, n) * (q_hi - q_lo + 1))
-        return torch.where(compress[:, None, None, None], jpeg_batch(out, quality), out)
+        jpeg = jpeg_batch(out, quality, self._constants[gen.device])
+        return torch.where(compress[:, None, None, None], jpeg, out)
 
     __call__ = synthesize
 
@@ -315,21 +355,34 @@ _RGB_TO_YCC = (
 )
 
 
-def _dct_matrix(device: torch.device) -> Tensor:
-    k = torch.arange(_BLOCK, device=device, dtype=torch.float32)
-    m = torch.cos((2 * k[None] + 1) * k[:, None] * math.pi / (2 * _BLOCK))
-    m = m * math.sqrt(2 / _BLOCK)
-    m[0] /= math.sqrt(2)
-    return m
+def _dct2() -> tuple[tuple[float, ...], ...]:
+    """The orthonormal 2-D DCT of an 8×8 block as a 64×64 matrix (Kronecker square of the
+    1-D one), so each direction is one matrix product over all blocks."""
+    one = [
+        [
+            math.cos((2 * x + 1) * k * math.pi / (2 * _BLOCK))
+            * math.sqrt((1 if k else 0.5) * 2 / _BLOCK)
+            for x in range(_BLOCK)
+        ]
+        for k in range(_BLOCK)
+    ]
+    return tuple(
+        tuple(one[k // _BLOCK][x // _BLOCK] * one[k % _BLOCK][x % _BLOCK] for x in range(64))
+        for k in range(64)
+    )
 
 
-def _quant_tables(quality: Tensor) -> tuple[Tensor, Tensor]:
+_DCT2 = _dct2()
+_YCC_TO_RGB = ((1.0, 0.0, 1.402), (1.0, -0.344136, -0.714136), (1.0, 1.772, 0.0))
+
+
+def _quant_tables(quality: Tensor, const: Constants) -> tuple[Tensor, Tensor]:
     """libjpeg's tables at each image's quality, (n, 64) each (row-major 8×8)."""
     q = quality.clamp(1, 100)
     scale = torch.where(q < 50, 5000 / q, 200 - 2 * q)[:, None]
     tables = []
     for base in (_LUMA_TABLE, _CHROMA_TABLE):
-        t = torch.tensor(base, dtype=torch.float32, device=quality.device).flatten()
+        t = const(base).flatten()
         tables.append(torch.floor((t * scale + 50) / 100).clamp(1, 255))
     return tables[0], tables[1]
 
@@ -350,19 +403,18 @@ def _blocks_roundtrip(plane: Tensor, table: Tensor, dct2: Tensor) -> Tensor:
     return b.reshape(n, c, h, w)
 
 
-def jpeg_batch(images: Tensor, quality: Tensor) -> Tensor:
+def jpeg_batch(images: Tensor, quality: Tensor, const: Constants | None = None) -> Tensor:
     """Each image (n, 3, H, W in [0, 1]) through JPEG's lossy steps at its own quality.
 
     8-bit rounding, YCbCr, 4:2:0 chroma (2×2 mean down, bilinear up, as libjpeg's default
     and its "fancy" upsampling), 8×8 DCT quantised with libjpeg's quality-scaled tables.
     """
     h, w = images.shape[-2:]
-    dct = _dct_matrix(images.device)
-    dct2 = torch.kron(dct, dct)
-    luma_q, chroma_q = _quant_tables(quality.float())
+    const = const or Constants(images.device)
+    dct2 = const(_DCT2)
+    luma_q, chroma_q = _quant_tables(quality.float(), const)
     rgb = torch.round(images.float() * 255)
-    m = torch.tensor(_RGB_TO_YCC, device=images.device)
-    ycc = torch.einsum("kc,nchw->nkhw", m, rgb)
+    ycc = torch.einsum("kc,nchw->nkhw", const(_RGB_TO_YCC), rgb)
     ycc[:, 1:] += 128.0
     pad_h, pad_w = -h % (2 * _BLOCK), -w % (2 * _BLOCK)
     ycc = F.pad(ycc, (0, pad_w, 0, pad_h), mode="replicate")
@@ -372,6 +424,5 @@ def jpeg_batch(images: Tensor, quality: Tensor) -> Tensor:
     chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)
     ycc = torch.cat((y, chroma), 1)[:, :, :h, :w]
     ycc[:, 1:] -= 128.0
-    back = torch.linalg.inv(m)
-    rgb = torch.einsum("kc,nchw->nkhw", back, ycc)
+    rgb = torch.einsum("kc,nchw->nkhw", const(_YCC_TO_RGB), ycc)
     return (torch.round(rgb).clamp(0, 255) / 255.0).to(images.dtype)
