@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from derain.train.synthetic import PRESETS, RainParams, RainSynthesizer
-from derain.train.synthetic_torch import BatchRainSynthesizer, jpeg_batch
+from derain.train.synthetic import PRESETS, RainParams, RainSpace, RainSynthesizer
+from derain.train.synthetic_torch import DRAWERS, BatchRainSynthesizer, jpeg_batch
 
+#: The presets the batched generator draws (a kind of preset without a drawer is refused).
+BATCHED = sorted(name for name, rain in PRESETS.items() if type(rain) in DRAWERS)
 N = 400
 SIZE = 96
 GREY = 0.3
@@ -111,7 +113,7 @@ def assert_same_distribution(a: np.ndarray, b: np.ndarray, what: str, rel: float
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scatter", [True, False], ids=["placed-seeds", "counted-seeds"])
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", BATCHED)
 def test_streaks_match_numpy_in_distribution(name: str, scatter: bool) -> None:
     """Both ways of drawing the seeds (the CPU's and the accelerators')."""
     ref = layer_stats(numpy_layers(name, seed=1))
@@ -125,7 +127,7 @@ def test_streaks_match_numpy_in_distribution(name: str, scatter: bool) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", BATCHED)
 def test_composite_matches_numpy_in_distribution(name: str) -> None:
     ref = composite_stats(numpy_rainy(name, seed=2))
     got = composite_stats(torch_rainy(name, seed=2))
@@ -182,3 +184,11 @@ def test_bad_batches_are_refused() -> None:
     synth = BatchRainSynthesizer("light")
     with pytest.raises(ValueError, match="batch"):
         synth(torch.zeros(3, 8, 8), torch.Generator())
+
+
+def test_a_kind_of_preset_without_a_drawer_is_refused() -> None:
+    class Other(RainSpace):
+        pass
+
+    with pytest.raises(ValueError, match="no batched drawer for Other"):
+        BatchRainSynthesizer(Other())

@@ -32,6 +32,7 @@ from .distributed import Dist, init_distributed
 from .losses import DANetLoss, LossTerms
 from .recipes import TrainConfig, lr_at
 from .report import CsvLog, plot_curves, sample_grid
+from .synthetic_torch import DRAWERS
 
 __all__ = ["OptimStep", "TrainResult", "train"]
 
@@ -456,10 +457,13 @@ def _build(
     )
     on_device = cfg.data_device == "device" or (cfg.data_device == "auto" and dev.type == "cuda")
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
-    if on_device and isinstance(dataset, SyntheticCrops):
+    batched = isinstance(dataset, SyntheticCrops) and type(dataset.synth.params) in DRAWERS
+    if on_device and batched:
         batches = DeviceBatches(dataset, sampler, dev)
         log(f"data: {len(dataset)} photos cached on {dev}, crops and rain drawn there")
     else:
+        if on_device and isinstance(dataset, SyntheticCrops):
+            log(f"data: {cfg.synthetic!r} has no batched generator yet; made on the host")
         batches = DataLoader(
             dataset,
             batch_sampler=sampler,
