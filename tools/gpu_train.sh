@@ -6,7 +6,8 @@
 # install; so the clean photos travel as a JPEG pack and the code runs from the checkout.
 #
 #   here:   bash tools/gpu_train.sh pack     # ../shared/data/clean -> .gpu-data/clean
-#           (every photo, JPEG quality 90, the largest shrunk until the pack fits 38 MiB)
+#           (every photo at its own scale, JPEG quality 90, the large ones cut to a central
+#           window, its side lowered until the pack fits 38 MiB)
 #   there:  device run, carry [".gpu-data"], timeout_s 600:
 #           bash tools/gpu_train.sh train
 #   back:   $OUT/danet/{model.safetensors,config.json,log.csv}, the same for danet-plus,
@@ -45,23 +46,26 @@ from derain.io_files import iter_images
 
 src, dst, limit = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]) * 2**20
 files = sorted(iter_images(src, recursive=True))
-# All the photos, at JPEG quality 90; those whose longest side passes `side` are shrunk to it
-# (bicubic, antialiased), `side` lowered until the pack fits (bytes ~ pixels of the shrunk).
-quality, side, min_side = 90, 1024, 384
+# All the photos, at JPEG quality 90 and at their own scale (shrinking them would change the
+# streak-to-texture scale; zoom-out measured worse): each is cut to its central window of at
+# most `side`×`side`, `side` lowered until the pack fits (bytes ~ pixels of the cut ones).
+quality, side, min_side = 90, 1024, 256
 while side >= min_side:
     total = shrunk = 0
     for i, path in enumerate(files):
         image = Image.fromarray(rgb8(path))
-        if max(image.size) > side:
-            image.thumbnail((side, side), Image.Resampling.BICUBIC)
+        w, h = image.size
+        if max(w, h) > side:
+            left, top = (w - min(w, side)) // 2, (h - min(h, side)) // 2
+            image = image.crop((left, top, left + min(w, side), top + min(h, side)))
             shrunk += 1
         out = dst / f"{i:04d}_{path.parent.name}_{path.stem}.jpg"
         image.save(out, "JPEG", quality=quality)
         total += out.stat().st_size
     if total <= limit:
         print(
-            f"{len(files)} photos -> {dst} at JPEG quality {quality}, longest side at most "
-            f"{side} px ({shrunk} shrunk): {total / 2**20:.1f} MiB"
+            f"{len(files)} photos -> {dst} at JPEG quality {quality}, cut to their central "
+            f"{side}x{side} px at most ({shrunk} cut): {total / 2**20:.1f} MiB"
         )
         break
     for out in dst.iterdir():
