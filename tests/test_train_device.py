@@ -151,3 +151,21 @@ def test_time_budget_stops_on_time_and_exports(tmp_path: Path, photos: Path) -> 
     assert header[-2:] == ["crops", "crops_per_s"]
     assert int(last[header.index("crops")]) == result.step * 2
     assert float(last[header.index("crops_per_s")]) > 0
+
+
+def test_cli_time_budget(tmp_path: Path, photos: Path) -> None:
+    """--time-budget replaces the recipe's steps; a bad one is a one-line error."""
+    from clitools import cli, one_error_line
+
+    shown = cli(
+        "train", "--data", photos, "--recipe", "cpu", "--time-budget", "8m", "--show-config"
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "time_budget = 480.0" in shown.output and "steps = None" in shown.output
+    capped = cli(
+        "train", "--data", photos, "--time-budget", "90s", "--steps", "50", "--show-config"
+    )
+    assert "steps = 50" in capped.output
+    bad = cli("train", "--data", photos, "--time-budget", "soon")
+    assert bad.exit_code != 0
+    assert "time budget 'soon'" in one_error_line(bad)
