@@ -135,6 +135,8 @@ def test_parse_duration() -> None:
 
 def test_time_budget_stops_on_time_and_exports(tmp_path: Path, photos: Path) -> None:
     """The budget is an upper bound on the whole call, and most of it is used."""
+    import torch._dynamo  # noqa: F401  (Adam imports it once per process: >10 s when busy)
+
     budget = 12.0
     logs: list[str] = []
     cfg = _cfg(tmp_path, photos, time_budget=budget, log_every=5, steps=None)

@@ -144,8 +144,9 @@ RATE_WARMUP_STEPS = 5
 #: The measurement lasts at least this many steps and this share of the budget (≤ 15 s).
 RATE_MIN_STEPS = 10
 RATE_SHARE, RATE_MAX_S = 0.03, 15.0
-#: Kept back from the budget for the end (final checkpoint, export): this share of the
-#: budget plus twice a measured checkpoint write; and a step's time times this margin.
+#: Kept back from the budget for the end (final checkpoint, curves, export): this share of
+#: the budget plus twice a save timed after the second step; and the slower of the planned
+#: and the last step's time, times this margin.
 TAIL_SHARE, STEP_MARGIN = 0.02, 1.5
 
 
@@ -162,13 +163,17 @@ class TimeBudget:
     sec_per_step: float | None = None
     reserve: float = 0.0
     _mark: tuple[int, float] | None = None
-
-    def planned(self) -> bool:
-        return self.sec_per_step is not None
+    _last: float = 0.0  # when the previous step ended
 
     def after_step(self, run: _Run) -> None:
         """Measure, plan or guard, after ``run.step`` has been counted."""
         done = run.step - run.start
+        if done in (1, 2):  # what the end costs (checkpoint, curves, export), known early;
+            tick = time.perf_counter()  # the first save also pays one-time imports
+            run.save()
+            self.reserve = TAIL_SHARE * self.budget + 2 * (time.perf_counter() - tick)
+        now = time.perf_counter()
+        last_step, self._last = now - (self._last or now), now
         if self.sec_per_step is None:
             if done == RATE_WARMUP_STEPS:
                 _sync(run.dev)
@@ -181,7 +186,7 @@ class TimeBudget:
                     elapsed = time.perf_counter() - self._mark[1]
                     self._plan(run, elapsed / (run.step - self._mark[0]))
                     return
-        elif time.perf_counter() + STEP_MARGIN * self.sec_per_step > self.deadline - self.reserve:
+        elif now + STEP_MARGIN * max(self.sec_per_step, last_step) > self.deadline - self.reserve:
             if run.step < run.end:
                 run.log(f"step {run.step}: out of time, stopping {run.end - run.step} steps early")
             run.end = run.step
@@ -191,10 +196,6 @@ class TimeBudget:
 
     def _plan(self, run: _Run, sec_per_step: float) -> None:
         self.sec_per_step = sec_per_step
-        tick = time.perf_counter()
-        run.checkpoint()  # a resumable point that records the plan, and a timed write
-        write = time.perf_counter() - tick
-        self.reserve = TAIL_SHARE * self.budget + 2 * write
         left = self.deadline - self.reserve - time.perf_counter()
         fit = run.step + max(0, int(left / sec_per_step))
         if run.fixed_total is not None:  # resumed: same schedule, as far as time allows
@@ -206,7 +207,8 @@ class TimeBudget:
             f"time budget: {sec_per_step:.3f} s/step steady "
             f"({run.crops_per_step / sec_per_step:.1f} crops/s) -> schedule of {run.total} steps"
         )
-        run.checkpoint()  # again, now with the planned total
+        run.checkpoint()  # a resumable point that records the planned total
+        self._last = time.perf_counter()
 
 
 def val_folders(val: str | None) -> list[str]:
@@ -335,6 +337,12 @@ class _Run:
                     "total": self.total,
                 },
             )
+
+    def save(self) -> None:
+        """Checkpoint, and redraw the curves from the log."""
+        self.checkpoint()
+        if self.csv_log is not None:
+            plot_curves(self.csv_log.path, self.run_dir / "curves.png")
 
     def validate(self) -> dict[str, float]:
         """Score every validation set; keep the best weights; the log row's columns."""
@@ -557,9 +565,7 @@ def _loop(run: _Run) -> None:
         if csv_log is not None and row:
             csv_log.write(step=step, **row)
         if step % cfg.ckpt_every == 0 or step == run.end:
-            run.checkpoint()
-            if csv_log is not None:
-                plot_curves(csv_log.path, run.run_dir / "curves.png")
+            run.save()
         if step % cfg.ckpt_every == 0:
             run.dist.barrier()
         if step >= run.end:
