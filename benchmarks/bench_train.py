@@ -20,7 +20,7 @@ Photos: ``--data`` (default ../shared/data/clean, the first ``--photos`` of them
 it, generated textured images.
 
 Run: python benchmarks/bench_train.py [--quick] [--device cuda] [--models danet danet-plus]
-     [--batch 8] [--paths none host device]
+     [--batch 8] [--paths none host device] [--compile]
 """
 
 from __future__ import annotations
@@ -121,11 +121,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 5, quick 2)")
     parser.add_argument("--data", type=Path, default=SHARED_CLEAN)
     parser.add_argument("--photos", type=int, default=64)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     args = parser.parse_args()
     device = setup(args)
     models = args.models or (["danet"] if args.quick else ["danet", "danet-plus"])
     steps = args.steps or (2 if args.quick else 5)
     result: dict = {"batch": args.batch, "crop": args.crop, "preset": "wide", "data": {}}
+    result["compile"] = args.compile
     result["models"] = {m: {} for m in models}
     with tempfile.TemporaryDirectory() as tmp:
         paths = _photos(args.data, args.photos, Path(tmp))
@@ -145,7 +147,8 @@ def main() -> None:
                 params, ema_params = list(model.parameters()), list(ema.parameters())
                 fused = True if device.type == "cuda" else None
                 optimizer = torch.optim.Adam(params, lr=1e-4, fused=fused)
-                stepper = OptimStep(model, optimizer, DANetLoss(), device)
+                net = torch.compile(model) if args.compile else model
+                stepper = OptimStep(net, optimizer, DANetLoss(), device)
 
                 def step(stepper=stepper, source=source, params=params, ema=ema_params) -> None:
                     rainy, clean = next(source)
