@@ -144,7 +144,7 @@ def main() -> None:
                 torch.manual_seed(0)
                 model = create_model(name).to(device, memory_format=torch.channels_last).train()
                 ema = copy.deepcopy(model).requires_grad_(False)
-                params, ema_params = list(model.parameters()), list(ema.parameters())
+                params, ema_params = tuple(model.parameters()), tuple(ema.parameters())
                 fused = True if device.type == "cuda" else None
                 optimizer = torch.optim.Adam(params, lr=1e-4, fused=fused)
                 net = torch.compile(model) if args.compile else model

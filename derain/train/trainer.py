@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -125,7 +125,7 @@ def _load_init(model: DANet, source: str) -> None:
 
 @torch.no_grad()
 def _ema_update(
-    ema: list[torch.Tensor], params: list[torch.Tensor], decay: float, step: int
+    ema: tuple[torch.Tensor, ...], params: tuple[torch.Tensor, ...], decay: float, step: int
 ) -> None:
     """One EMA step over all tensors at once (a few fused kernels on the device)."""
     # Warm-up of the decay, so early EMA weights are not dominated by the random init.
@@ -454,23 +454,25 @@ def _build(
     if csv_log is not None:  # rows past the checkpoint (all of them in a fresh run) are stale
         csv_log.truncate_after(start)
 
-    net: torch.nn.Module = torch.compile(model) if cfg.compile else model
+    net: torch.nn.Module = model
     if dist.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None
         )
+    if cfg.compile:
+        net = cast(torch.nn.Module, torch.compile(net))
     end = total if stop_at is None else min(total, stop_at)
     sampler = StepSampler(
         len(dataset), cfg.batch_size, end, cfg.seed, start, dist.rank, dist.world_size
     )
     on_device = cfg.data_device == "device" or (cfg.data_device == "auto" and dev.type == "cuda")
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
-    batched = isinstance(dataset, SyntheticCrops) and type(dataset.synth.params) in DRAWERS
-    if on_device and batched:
-        batches = DeviceBatches(dataset, sampler, dev)
+    synthetic = dataset if isinstance(dataset, SyntheticCrops) else None
+    if on_device and synthetic is not None and type(synthetic.synth.params) in DRAWERS:
+        batches = DeviceBatches(synthetic, sampler, dev)
         log(f"data: {len(dataset)} photos cached on {dev}, crops and rain drawn there")
     else:
-        if on_device and isinstance(dataset, SyntheticCrops):
+        if on_device and synthetic is not None:
             log(f"data: {cfg.synthetic!r} has no batched generator yet; made on the host")
         batches = DataLoader(
             dataset,
@@ -523,8 +525,8 @@ def _loop(run: _Run) -> None:
         else f"training {cfg.model} from step {run.start} for {cfg.time_budget:g} s "
         f"({run.images} images)"
     )
-    params = list(run.model.parameters())
-    ema = list(run.ema.parameters()) if run.ema is not None else []
+    params = tuple(run.model.parameters())
+    ema = tuple(run.ema.parameters()) if run.ema is not None else ()
     tick = time.perf_counter()
     last = (run.step, tick)
     for rainy, clean in run.batches:
