@@ -231,9 +231,9 @@ DDP_SCRIPT = textwrap.dedent(
     import derain.train.trainer as t
     seen = {}
     original = t._ema_update
-    def spy(ema, model, decay, step):
-        seen["sum"] = float(sum(p.detach().double().sum() for p in model.parameters()))
-        original(ema, model, decay, step)
+    def spy(ema, params, decay, step):
+        seen["sum"] = float(sum(p.detach().double().sum() for p in params))
+        original(ema, params, decay, step)
     t._ema_update = spy
     train(cfg, device="cpu", log=lambda _: None)
     print("PARAMSUM", repr(seen["sum"]))
