@@ -1,4 +1,4 @@
-"""Round three's rough edges of the command line (issue 28): typos, pipes and exit codes."""
+"""The command line's answers to typos, pipes and bad option values (issue 28)."""
 
 from __future__ import annotations
 
