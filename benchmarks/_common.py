@@ -114,6 +114,8 @@ def setup(args: argparse.Namespace) -> torch.device:
 
 
 def sync(device: torch.device) -> None:
+    """Wait for the work queued on ``device``: a CUDA call returns once its kernels are queued,
+    so a timer that does not wait measures the launches, not the work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -176,17 +178,25 @@ def time_runs(fn: Callable[[], Any], device: torch.device, warmup: int, runs: in
     }
 
 
-def time_interleaved(fns: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict:
-    """Seconds per call of each function, called in turn ``runs`` times (a slow spell hits all)."""
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], device: torch.device, warmup: int, runs: int
+) -> dict:
+    """Seconds per call of each function, called in turn ``runs`` times (a slow spell hits all).
+
+    Each timed call starts and ends with the device idle (:func:`sync`), so a CUDA call is
+    timed with its kernels, not only their launches.
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
+    sync(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
     with Contention() as busy:
         for _ in range(runs):
             for name, fn in fns.items():
                 start = time.perf_counter()
                 fn()
+                sync(device)
                 times[name].append(time.perf_counter() - start)
     return {
         name: {

@@ -77,7 +77,7 @@ def main() -> None:
             agreement[f"{h}x{w}"] = float(np.abs(got - ref).max())
         print(f"max abs difference ONNX Runtime vs PyTorch fp32: {agreement}")
 
-        forward = time_interleaved(_forward_fns(by_torch, onnx, args.size), 1, runs)
+        forward = time_interleaved(_forward_fns(by_torch, onnx, args.size), device, 1, runs)
         image = np.random.default_rng(0).integers(0, 256, (750, 1000, 3), dtype=np.uint8)
         by_bf16 = Deraining(by_torch.model, device="cpu", dtype=torch.bfloat16)
         run_fns = {
@@ -85,7 +85,7 @@ def main() -> None:
             "pytorch_bf16": lambda: by_bf16.run(image),
             "onnxruntime_cpu": lambda: by_onnx.run(image),
         }
-        end_to_end = time_interleaved(run_fns, 0, max(1, runs // 2))
+        end_to_end = time_interleaved(run_fns, device, 0, max(1, runs // 2))
     for name in forward:
         print(
             f"{name}: forward {args.size}² {forward[name]['median_s']:.3f} s, "

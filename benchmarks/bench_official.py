@@ -115,7 +115,7 @@ def main() -> None:
     result = {
         "size": args.size,
         "parameters": {"official DANet()": parameters(official), "danet-plus": parameters(ours)},
-        "times": time_interleaved(fns, warmup=1 if args.quick else 2, runs=runs),
+        "times": time_interleaved(fns, device, warmup=1 if args.quick else 2, runs=runs),
     }
     base = result["times"]["official DANet() fp32 forward"]["median_s"]
     for name, t in result["times"].items():

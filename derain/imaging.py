@@ -33,8 +33,10 @@ class Decoded:
     """An input image ready for the network.
 
     Attributes:
-        rgb: H×W×3 float32 in [0, 1], C-contiguous.
-        restore: maps a derained H×W×3 float array in [0, 1] back to the caller's kind.
+        rgb: H×W×3, C-contiguous: float32 in [0, 1], or uint8 as given for 8-bit RGB inputs
+            (photos, video frames), which the device converts (see :mod:`derain.devicepath`).
+        restore: maps a derained H×W×3 float array in [0, 1] back to the caller's kind; where
+            ``rgb`` is uint8 it also takes the uint8 result as it is.
         restore_gray: maps an H×W float array in [0, 1] (rain strength, mask) to the caller's
             kind, for the auxiliary outputs.
     """
@@ -226,6 +228,19 @@ def _decode_array(arr: np.ndarray, name: str) -> Decoded:
         _check_unit_range(arr, name)
     else:
         raise ImageError(f"{name}: unsupported dtype {dtype}; use uint8, uint16 or float")
+
+    def to_dtype(x: np.ndarray) -> np.ndarray:
+        x = np.clip(x, 0.0, 1.0)
+        if scale == 1.0:
+            return x.astype(dtype)
+        return np.rint(x * scale).astype(dtype)
+
+    if dtype == np.uint8 and arr.shape[2:] == (3,):
+        # 8-bit RGB travels as it is; the result comes back as uint8 (or float with layers)
+        def restore8(out: np.ndarray) -> np.ndarray:
+            return out if out.dtype == np.uint8 else to_dtype(out)
+
+        return Decoded(np.ascontiguousarray(arr), restore8, to_dtype)
     data = arr.astype(np.float32) / np.float32(scale)
     squeeze = arr.ndim == 2
     if squeeze:
@@ -234,12 +249,6 @@ def _decode_array(arr: np.ndarray, name: str) -> Decoded:
     gray = channels in (1, 2)  # 2 channels: gray + alpha
     alpha = data[:, :, -1:] if channels in (2, 4) else None
     rgb = np.repeat(data[:, :, :1], 3, axis=2) if gray else data[:, :, :3]
-
-    def to_dtype(x: np.ndarray) -> np.ndarray:
-        x = np.clip(x, 0.0, 1.0)
-        if scale == 1.0:
-            return x.astype(dtype)
-        return np.rint(x * scale).astype(dtype)
 
     def restore(out: np.ndarray) -> np.ndarray:
         res = out.mean(axis=2, keepdims=True) if gray else out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 from collections.abc import Iterable, Iterator
@@ -16,6 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from ._version import __version__
+from .devicepath import download, upload
 from .devices import resolve_device
 from .engines import Engine, load_engine
 from .errors import DerainError, ImageError
@@ -25,6 +27,7 @@ from .record import RunRecord
 from .tiling import (
     DEFAULT_OVERLAP,
     MIN_TILE,
+    MemoryCost,
     TilePlan,
     TileProgress,
     TileRequest,
@@ -194,13 +197,45 @@ class Deraining:
         """Height and width the network needs internally (inputs are padded to it)."""
         return self.engine.size_multiple
 
-    def tile_plan(self) -> TilePlan:
-        """The tile side the next run uses, and why (see :class:`derain.tiling.TilePlan`)."""
-        return TilePlan.choose(self.tile, self.device, self.config.channels)
+    def tile_plan(self, image_size: tuple[int, int] | None = None) -> TilePlan:
+        """The tile side a run uses, and why (see :class:`derain.tiling.TilePlan`).
+
+        Args:
+            image_size: (height, width) of the image; on CUDA with ``tile="auto"`` an image
+                that fits the free memory runs whole.
+        """
+        return TilePlan.choose(self.tile, self.device, lambda: self._memory_cost, image_size)
+
+    @functools.cached_property
+    def _memory_cost(self) -> MemoryCost:
+        """What a run costs in device memory: measured once (CUDA), estimated for ONNX."""
+        if self.onnx is not None:
+            return MemoryCost.estimate(self.config.channels)
+        with torch.inference_mode():
+            forward = lambda x: self._forward_tile(x, with_layers=True)  # noqa: E731
+            return MemoryCost.measure(forward, self.device, self.size_multiple)
 
     def tile_size(self) -> int | None:
         """The tile side used for the next run (``None``: whole images)."""
         return self.tile_plan().tile
+
+    def compile(self, mode: Literal["compile", "graphs"] = "compile") -> Deraining:
+        """Opt in to a compiled forward for repeated shapes (video, same-size photos).
+
+        A tile or image shape compiles the second time it runs (seconds to minutes; a one-off
+        shape never pays), later calls of that shape run the compiled code; ``"graphs"`` also
+        replays CUDA graphs, cutting launch costs. If compiling fails the run goes on eagerly,
+        with one :class:`~derain.DerainWarning`. ``benchmarks/gpu_suite.sh`` measures the
+        compile cost against the saving.
+
+        Returns:
+            This object, so ``Deraining("danet").compile()`` chains.
+
+        Raises:
+            DerainError: an engine without a PyTorch network (ONNX), or an unknown mode.
+        """
+        self.engine.compile(mode)
+        return self
 
     def _forward_tile(self, x: Tensor, with_layers: bool) -> Tensor:
         outs = self.engine.forward(x.to(self.device, non_blocking=True), with_layers)
@@ -209,15 +244,19 @@ class Deraining:
             size = x.shape[-2:]
             up = lambda t: F.interpolate(t.float(), size=size, mode="bilinear")  # noqa: E731
             parts += [up(outs[1]).mean(1, keepdim=True), up(outs[2]).mean(1, keepdim=True)]
-        return torch.cat(parts, dim=1).cpu()
+        return torch.cat(parts, dim=1)
 
-    def _run_rgb(self, rgb: np.ndarray, with_layers: bool, progress: TileProgress | None) -> Tensor:
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # H×W×3 -> 1×3×H×W
-        plan = self.tile_plan()
+    def _run_rgb(
+        self, rgb: np.ndarray, with_layers: bool, progress: TileProgress | None
+    ) -> np.ndarray:
+        # One upload, all arithmetic where the network runs, one download (derain.devicepath);
+        # ONNX Runtime takes host arrays and does its own copies.
+        x = upload(rgb, torch.device("cpu") if self.onnx is not None else self.device)
+        plan = self.tile_plan(rgb.shape[:2])
         while True:
             try:
                 with torch.inference_mode():
-                    return run_tiled(
+                    out = run_tiled(
                         lambda t: self._forward_tile(t, with_layers),
                         x,
                         plan.tile,
@@ -225,6 +264,7 @@ class Deraining:
                         self.size_multiple,
                         progress,
                     )
+                    return download(out, as_uint8=rgb.dtype == np.uint8 and not with_layers)
             except Exception as exc:
                 if not self.engine.is_out_of_memory(exc):
                     raise
@@ -239,11 +279,9 @@ class Deraining:
             image = open_image(image)
         decoded: Decoded = decode(image, name)
         restore, restore_gray = decoded.restore, decoded.restore_gray
-        out = self._run_rgb(decoded.rgb, bool(return_layers), progress)[0].permute(1, 2, 0).numpy()
-        # Peak memory is image-sized buffers: drop the float input and clip in place.
-        del decoded
-        rgb = out[:, :, :3]
-        result = restore(np.clip(rgb, 0.0, 1.0, out=rgb))
+        out = self._run_rgb(decoded.rgb, bool(return_layers), progress)
+        del decoded  # peak memory is image-sized buffers: drop the input
+        result = restore(out[:, :, :3])  # clamped to [0, 1] (uint8 for 8-bit RGB) on the device
         if not return_layers:
             return result
         # The rain layer is what was removed: brightness in [0, 1] after clipping.

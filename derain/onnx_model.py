@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .atomic import atomic_write
-from .devices import onnx_providers
+from .devices import CUDA_PROVIDER, onnx_providers
 from .errors import (
     DerainError,
     ModelNotFoundError,
@@ -241,7 +241,10 @@ class OnnxModel:
             raise DerainError(
                 f"{source}: running ONNX models needs onnxruntime: {_INSTALL_HINT}"
             ) from None
-        providers, self.device = onnx_providers(ort.get_available_providers(), device)
+        try:
+            providers, self.device = onnx_providers(ort.get_available_providers(), device)
+        except DerainError as exc:
+            raise DerainError(f"{source}: {exc}") from None
         #: The execution providers' names, the preferred first.
         self.providers = [p if isinstance(p, str) else p[0] for p in providers]
         options = ort.SessionOptions()
@@ -254,6 +257,8 @@ class OnnxModel:
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise WeightsError(f"{source}: not a valid ONNX model ({first_line(exc)})") from None
+        started = self.session.get_providers()  # ONNX Runtime drops one that cannot start
+        self.device = _started_device(self.device, started, str(device), source)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.config, self.size_multiple = _check_metadata(self.metadata, self.session, source)
 
@@ -289,6 +294,21 @@ def _read_sidecar_digest(path: Path) -> str | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("sha256", ""), str):
         raise WeightsError(f"{path}: digest file is not a JSON object with a sha256 string")
     return raw.get("sha256")
+
+
+def _started_device(
+    wanted: torch.device, started: list[str], asked: str, source: str
+) -> torch.device:
+    """The device the session runs on: ONNX Runtime falls back to the CPU, with only a log
+    line, when its CUDA provider cannot start (CUDA or cuDNN libraries missing)."""
+    if wanted.type != "cuda" or started[:1] == [CUDA_PROVIDER]:
+        return wanted
+    if asked == "auto":
+        return torch.device("cpu")
+    raise DerainError(
+        f"{source}: onnxruntime could not start its CUDA provider on {wanted} "
+        "(are the CUDA and cuDNN libraries onnxruntime-gpu needs installed?)"
+    )
 
 
 def _check_metadata(meta: dict[str, str], session: Any, source: str) -> tuple[DANetConfig, int]:

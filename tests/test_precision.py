@@ -60,6 +60,24 @@ def test_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_dtype("auto", torch.device("mps")) == torch.float32
 
 
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [
+        ((6, 1), torch.float32),
+        ((7, 0), torch.float16),
+        ((8, 9), torch.float16),
+        ((9, 0), torch.float16),
+    ],
+)
+def test_auto_on_cuda_follows_the_capability(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], expected: torch.dtype
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_dtype("auto", torch.device("cuda:0")) == expected
+    assert resolve_dtype("fp16", torch.device("cuda:0")) == torch.float16  # asked: honoured
+
+
 def test_names_and_dtypes() -> None:
     cpu = torch.device("cpu")
     assert resolve_dtype("fp32", cpu) == torch.float32

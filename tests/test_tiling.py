@@ -8,12 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from derain import DerainError, Deraining, WeightsNotAvailableError, create_model
+from derain import (
+    DANet,
+    DANetConfig,
+    DerainError,
+    Deraining,
+    WeightsNotAvailableError,
+    create_model,
+)
 from derain.tiling import (
     CPU_AUTO_TILE,
-    CUDA_MAX_AUTO_TILE,
+    CUDA_MEMORY_SHARE,
     CUDA_TILE_STEP,
+    IMAGE_BYTES_PER_PIXEL,
     MIN_TILE,
+    MemoryCost,
     TilePlan,
     pad_to_multiple,
     parse_tile,
@@ -114,22 +123,77 @@ def test_parse_tile_refuses_the_rest_in_one_line(bad: object) -> None:
         parse_tile(bad)  # type: ignore[arg-type]
 
 
+def _never() -> MemoryCost:
+    raise AssertionError("the memory cost is only needed on CUDA with tile='auto'")
+
+
 def test_plan_on_the_cpu_and_as_asked() -> None:
-    cpu = torch.device("cpu")
-    assert TilePlan.choose("auto", cpu, channels=48).tile == CPU_AUTO_TILE
-    assert TilePlan.choose(256, cpu, channels=48) == TilePlan(256, "asked for")
-    assert TilePlan.choose(None, cpu, channels=48).tile is None
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert TilePlan.choose("auto", cpu, _never, (4000, 3000)).tile == CPU_AUTO_TILE
+    assert TilePlan.choose(256, cuda, _never) == TilePlan(256, "asked for")
+    assert TilePlan.choose(None, cuda, _never).tile is None
+
+
+#: A cost like a network's: 300 MiB of workspace and 2 KiB per pixel.
+COST = MemoryCost(fixed=300 * 2**20, per_pixel=2048.0, how="measured")
+
+
+def test_the_whole_image_runs_when_it_fits_the_memory_budget() -> None:
+    free = 80 * 2**30  # half of it: 40 GiB, ~20 megapixels at 2 KiB each
+    plan = TilePlan.for_memory(free, COST, (4320, 7680))  # 8K: 33 megapixels, 66 GiB
+    assert plan.tile is not None and "largest tile" in plan.reason
+    assert COST.bytes_for(plan.tile**2) <= CUDA_MEMORY_SHARE * free
+    assert COST.bytes_for((plan.tile + CUDA_TILE_STEP) ** 2) > CUDA_MEMORY_SHARE * free
+    assert plan.tile % CUDA_TILE_STEP == 0
+    whole = TilePlan.for_memory(free, COST, (2160, 3840))  # 4K: 8.3 megapixels, 16 GiB
+    assert whole.tile is None and "whole image fits" in whole.reason
+    assert "80.0 GiB free, cost measured" in whole.reason
 
 
 def test_plan_from_free_memory_is_bounded_and_rounded() -> None:
-    small = TilePlan.for_memory(free_bytes=1 << 20, channels=48)
-    assert small.tile == MIN_TILE
-    huge = TilePlan.for_memory(free_bytes=1 << 40, channels=48)
-    assert huge.tile == CUDA_MAX_AUTO_TILE
-    mid = TilePlan.for_memory(free_bytes=8 << 30, channels=48)
-    assert mid.tile is not None and mid.tile % CUDA_TILE_STEP == 0
-    assert MIN_TILE < mid.tile < CUDA_MAX_AUTO_TILE
-    assert "GiB free" in mid.reason
+    assert TilePlan.for_memory(1 << 20, COST, (1000, 1000)).tile == MIN_TILE
+    assert TilePlan.for_memory(1 << 20, COST).tile == MIN_TILE  # no size: a tile
+    mid = TilePlan.for_memory(8 << 30, MemoryCost.estimate(channels=48))
+    assert mid.tile is not None and mid.tile % CUDA_TILE_STEP == 0 and mid.tile > MIN_TILE
+    assert "cost estimated" in mid.reason
+
+
+def test_cuda_auto_reads_the_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (80 * 2**30, 141 * 2**30))
+    cuda = torch.device("cuda")
+    assert TilePlan.choose("auto", cuda, lambda: COST, (2160, 3840)).tile is None
+    assert TilePlan.choose("auto", cuda, lambda: COST, (4320, 7680)).tile is not None
+
+
+def test_the_memory_cost_is_measured_as_a_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A device whose peak memory is 100 MiB + 1500 bytes per pixel of the input.
+    fixed, per_pixel = 100 * 2**20, 1500
+    state = {"peak": 0, "allocated": 12345}
+
+    def forward(x: torch.Tensor) -> None:
+        state["peak"] = state["allocated"] + fixed + per_pixel * x.shape[-2] * x.shape[-1]
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: state["allocated"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: state["peak"])
+    cost = MemoryCost.measure(forward, torch.device("cpu"), multiple=16)
+    assert cost.fixed == pytest.approx(fixed)
+    assert cost.per_pixel == pytest.approx(per_pixel + IMAGE_BYTES_PER_PIXEL)
+    assert cost.how == "measured"
+
+
+def test_deraining_plans_from_the_image_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = Deraining(DANet(DANetConfig(channels=8, orb_blocks=1, stage_blocks=1)), tile="auto")
+    assert d.device.type == "cpu"
+    assert d.tile_plan((4000, 3000)).tile == CPU_AUTO_TILE
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (80 * 2**30, 141 * 2**30))
+    monkeypatch.setattr(d.engine, "device", torch.device("cuda"))
+    d.__dict__["_memory_cost"] = COST  # what a GPU would have measured
+    assert d.tile_plan((2160, 3840)).tile is None
+    assert d.tile_plan((4320, 7680)).tile is not None
 
 
 def test_out_of_memory_halves_until_the_smallest_tile() -> None:

@@ -98,6 +98,14 @@ class Engine(ABC):
     def with_dtype(self, dtype: torch.dtype) -> Engine:
         """The same weights computing in ``dtype`` (shared, not copied, where possible)."""
 
+    def compile(self, mode: str) -> None:
+        """Opt in to a compiled forward for repeated shapes (see :meth:`Deraining.compile`).
+
+        Raises:
+            DerainError: this engine runs its model as it is (the default).
+        """
+        raise DerainError(f"{self.runtime} runs {self.source} as it is: only PyTorch compiles")
+
     def is_out_of_memory(self, exc: BaseException) -> bool:
         """Whether ``exc`` means the device ran out of memory (the caller retries smaller)."""
         return False

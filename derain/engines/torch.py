@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..devicepath import FixedShapeForward
 from ..devices import resolve_device
 from ..errors import DerainError
 from ..models.danet import DANet, DANetConfig
@@ -46,6 +47,8 @@ class TorchEngine(Engine):
         self.dtype = self.choose_dtype(dtype)
         self.config: DANetConfig = net.cfg
         self.size_multiple = net.size_multiple
+        #: The compiled forward, once :meth:`derain.Deraining.compile` opted in.
+        self.fast: FixedShapeForward | None = None
 
     @classmethod
     def claims(cls, model: ModelSource) -> bool:
@@ -83,13 +86,16 @@ class TorchEngine(Engine):
     def forward(self, x: Tensor, with_layers: bool) -> tuple[Tensor, ...]:
         x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            out = self.net(x)
+            out = (self.fast or self.net)(x)
         return (out.derained, out.rain, out.mask) if with_layers else (out.derained,)
 
     def with_dtype(self, dtype: torch.dtype) -> TorchEngine:
         twin = copy.copy(self)  # the same network object: the weights are shared
         twin.dtype = self.choose_dtype(dtype)
         return twin
+
+    def compile(self, mode: str) -> None:
+        self.fast = FixedShapeForward(self.net, mode)
 
     def is_out_of_memory(self, exc: BaseException) -> bool:
         return self.device.type == "cuda" and isinstance(exc, torch.cuda.OutOfMemoryError)
