@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import png16
 from .errors import DerainWarning, ImageError, first_line
 
 __all__ = ["Decoded", "ImageInput", "ImageSource", "decode", "gray_range", "open_image", "rgb8"]
@@ -95,6 +96,7 @@ def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
                 out = _exif_transpose(im)
                 out.info.update({k: v for k, v in im.info.items() if k not in out.info})
                 out.format = im.format
+                orientation = im.getexif().get(_ORIENTATION, 1)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
             f"{label}: image is too large for Pillow's decompression-bomb guard ({exc}); "
@@ -110,7 +112,37 @@ def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
             DerainWarning,
             stacklevel=2,
         )
+    if out.format == "PNG":
+        _attach_rgb16(out, opened, label, orientation)
     return out
+
+
+#: The EXIF tag of the orientation.
+_ORIENTATION = 0x0112
+
+
+def _attach_rgb16(im: Image.Image, opened: Path | BinaryIO, label: str, orientation: int) -> None:
+    """Keep a 16-bit RGB(A) PNG's pixels (Pillow reads 8 bits) in ``im.info[png16.RGB16_KEY]``."""
+    if isinstance(opened, Path):
+        with open(opened, "rb") as f:
+            head = f.read(32)
+    else:
+        opened.seek(0)
+        head = opened.read(32)
+    if not png16.is_deep_rgb_png(head):
+        return
+    if orientation != 1:
+        message = f"{label}: 16-bit RGB PNG with an EXIF rotation read in 8 bits"
+        warnings.warn(message, DerainWarning, stacklevel=3)
+        return
+    if isinstance(opened, Path):
+        data = opened.read_bytes()
+    else:
+        opened.seek(0)
+        data = opened.read()
+    pixels = png16.read(data, label)
+    if pixels is not None and pixels.shape[:2] == (im.height, im.width):
+        im.info[png16.RGB16_KEY] = pixels
 
 
 #: Anything :func:`rgb8` turns into pixels: a source :func:`open_image` reads, or pixels.
@@ -294,6 +326,17 @@ def _decode_pil(im: Image.Image, name: str) -> Decoded:
         out.info.update(info)
         return out
 
+    deep = info.pop(png16.RGB16_KEY, None)
+    if isinstance(deep, np.ndarray) and mode in ("RGB", "RGBA"):
+        inner = _decode_array(deep, name)
+
+        def restore_deep(out: np.ndarray) -> Image.Image:
+            pixels = inner.restore(out)
+            shown = Image.fromarray((pixels >> 8).astype(np.uint8), mode)
+            shown.info[png16.RGB16_KEY] = pixels
+            return finish(shown)
+
+        return Decoded(inner.rgb, restore_deep, lambda g: Image.fromarray(inner.restore_gray(g)))
     if mode in ("RGB", "RGBA", "L", "LA"):
         arr = np.asarray(im)
         inner = _decode_array(arr, name)

@@ -17,6 +17,7 @@ from typing import IO, Any, BinaryIO
 import numpy as np
 from PIL import Image
 
+from . import png16
 from .atomic import atomic_write
 from .errors import OutputError
 from .imaging import gray_range
@@ -161,6 +162,10 @@ def _save(
     exif: Image.Exif | bytes | None,
     made_by: str | None = None,
 ) -> None:
+    deep = image.info.get(png16.RGB16_KEY)
+    if fmt == "PNG" and isinstance(deep, np.ndarray) and deep.shape[:2] == image.size[::-1]:
+        out.write(png16.encode(deep, _exif_bytes(exif, made_by), icc_profile))
+        return
     image = _storable(image, fmt)
     options: dict[str, Any] = {}
     if fmt in _QUALITY_FORMATS:

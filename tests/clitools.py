@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import signal
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +46,30 @@ def make_image(path: str | Path, h: int = 24, w: int = 32, seed: int = 0, **save
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, **save)
     return path
+
+
+def rgb48_png(pixels: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG of uint16 H×W×3 ``pixels``, built by hand (Pillow cannot write one)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def png_depth_and_pixels(data: bytes) -> tuple[int, np.ndarray]:
+    """A PNG's IHDR bit depth and its RGB pixels as uint16 (decoded by FFmpeg, through PyAV)."""
+    import av
+
+    with av.open(io.BytesIO(data), format="png_pipe") as container:
+        frame = next(container.decode(video=0))
+        return data[24], frame.to_ndarray(format="rgb48le")

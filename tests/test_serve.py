@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from clitools import png_depth_and_pixels, rgb48_png
 from PIL import Image
 
 from derain import Deraining
@@ -266,6 +267,20 @@ def test_answer_keeps_format_size_and_mode(server: Server, fmt: str, mode: str, 
     assert status == 200 and headers["content-type"] == media
     got = Image.open(io.BytesIO(body))
     assert (got.format, got.size, got.mode) == (fmt, image.size, mode)
+
+
+def test_16_bit_rgb_png_comes_back_in_16_bits(server: Server, reference: Deraining) -> None:
+    pytest.importorskip("av", reason="16-bit RGB PNG goes through PyAV")
+    y, x = np.mgrid[0:40, 0:56]
+    pixels = np.stack([9_000 + 991 * x, 50_000 - 777 * y, 30_000 + 123 * (x + y)], -1)
+    pixels = pixels.astype(np.uint16)
+    status, headers, body = server.request(
+        "POST", "/v1/derain", rgb48_png(pixels), {"Content-Type": "image/png"}
+    )
+    assert status == 200 and headers["content-type"] == "image/png"
+    depth, got = png_depth_and_pixels(body)
+    assert depth == 16
+    assert np.abs(got.astype(int) - reference.run(pixels).astype(int)).max() <= 1
 
 
 def test_layers_option_returns_rain_and_mask(server: Server, reference: Deraining) -> None:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import cli, make_image
+from clitools import cli, make_image, png_depth_and_pixels, rgb48_png
 from PIL import Image
 
-from derain.io_files import write_image_atomic
+from derain import Deraining
+from derain.io_files import read_made_by, write_image_atomic
 
 pytestmark = pytest.mark.usefixtures("no_denormals", "in_tmp")
 
@@ -109,3 +110,26 @@ def test_float_tiff_input_to_png_output(model_dir: Path) -> None:
         assert out.size == (32, 24)
         got = np.asarray(out, dtype=np.float64) / 65535
     assert 0.05 < got.mean() < 0.95 and got.std() > 0
+
+
+# --- 16-bit RGB PNG --------------------------------------------------------------------------
+
+
+def rgb48(h: int = 24, w: int = 32) -> np.ndarray:
+    """A smooth 16-bit RGB picture whose low bytes matter (8 bits would lose them)."""
+    y, x = np.mgrid[0:h, 0:w]
+    planes = [10_000 + 997 * x + 13 * y, 40_000 - 811 * y + 7 * x, 20_000 + 301 * (x + y)]
+    return np.stack(planes, axis=-1).astype(np.uint16)
+
+
+def test_cli_keeps_16_bit_rgb_png(model_dir: Path) -> None:
+    pytest.importorskip("av", reason="16-bit RGB PNG goes through PyAV")
+    pixels = rgb48()
+    Path("rgb16.png").write_bytes(rgb48_png(pixels))
+    result = cli("rgb16.png", "-o", "o.png", "--model", model_dir, "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    depth, got = png_depth_and_pixels(Path("o.png").read_bytes())
+    assert depth == 16 and got.shape == pixels.shape
+    want = Deraining(model_dir, device="cpu").run(pixels)  # uint16 in, uint16 out
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert read_made_by("o.png") is not None  # the run record survives the 16-bit writer
