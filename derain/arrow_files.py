@@ -34,6 +34,7 @@ from .atomic import temp_path
 from .discovery import InputFile
 from .errors import DerainError, ImageError, OutputError, first_line
 from .imaging import open_image
+from .record import input_identity
 from .suffixes import is_input_name
 from .writing import check_writable, encode_output, read_made_by, write_image_atomic
 
@@ -163,6 +164,12 @@ class ArrowFiles:
     def exists(self, path: Path) -> bool:
         """See :meth:`derain.files.Files.exists`."""
         return bool(self.kind(path) != _pyarrow_fs().FileType.NotFound)
+
+    def identity(self, path: Path) -> str:
+        """See :meth:`derain.files.Files.identity`."""
+        info = self.filesystem.get_file_info(_posix(path))
+        mtime_ns = info.mtime_ns if info.mtime_ns is not None else 0
+        return input_identity(Path(_posix(path)).name, info.size or 0, mtime_ns)
 
     def place(self, path: Path) -> tuple[str, str]:
         """See :meth:`derain.files.Files.place`."""

@@ -530,7 +530,15 @@ class BatchRunner:
             crf=self.video.crf,
             deflicker=Deflicker() if self.video.deflicker else None,
             progress=self.events.frames,
+            record=self.record_for(job),
         )
+
+    def record_for(self, job: Job) -> RunRecord:
+        """The run record of ``job``'s outputs: the model's, with the input's identity."""
+        record = self.deraining().record
+        if job.source is None:
+            return record
+        return record.for_input(self.inputs.identity(job.source.path))
 
     def process(self, job: Job) -> None:
         """Derain ``job`` and write its outputs (atomically)."""
@@ -541,7 +549,8 @@ class BatchRunner:
             return
         image = self.inputs.open_image(job.source.path) if job.source else _read_stdin()
         layers: LayerRequest = "view" if job.layers is not None else False
-        out = derain_image(deraining, image, layers=layers, progress=self.events.tiles)
+        progress, record = self.events.tiles, self.record_for(job)
+        out = derain_image(deraining, image, layers=layers, progress=progress, record=record)
         if job.target is None:
             own = image.format if image.format in Image.SAVE else None
             sys.stdout.buffer.write(out.encode(own or "PNG", self.quality))
@@ -554,18 +563,17 @@ class BatchRunner:
             write(out.mask, job.layers[1], format=LAYER_FORMAT, made_by=out.made_by)
 
     def stale_reason(self, job: Job) -> str | None:
-        """Why existing outputs must be redone: other weights made them (``None``: keep them).
+        """Why existing outputs must be redone: other weights or another input made them, as
+        :meth:`RunRecord.why_redo` tells (``None``: keep them).
 
-        Outputs with no record (BMP, PPM, or written by an older derain) are kept.
+        Outputs with no record at all (BMP, PPM) are kept.
         """
         assert job.target is not None
         recorded = self.outputs.read_made_by(job.target)
         if recorded is None:
             return None
-        record = RunRecord.parse(recorded)
-        if record is not None and record.same_weights(self.deraining().record):
-            return None
-        return f"redoing {job.target}: it was made by another model ({recorded})"
+        reason = self.record_for(job).why_redo(RunRecord.parse(recorded))
+        return None if reason is None else f"redoing {job.target}: {reason} ({recorded})"
 
     def run(self, jobs: Sequence[Job], counts: BatchCounts) -> None:
         """Run ``jobs`` in order, counting them; a file that fails is reported and skipped.

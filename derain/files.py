@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from .imaging import open_image
+from .record import input_identity
 from .writing import check_writable, read_made_by, write_image_atomic
 
 __all__ = ["Files", "LocalFiles"]
@@ -38,6 +39,10 @@ class Files(Protocol):
 
     def exists(self, path: Path) -> bool:
         """Whether ``path`` exists."""
+        ...
+
+    def identity(self, path: Path) -> str:
+        """The input's identity for the run record (:func:`derain.record.input_identity`)."""
         ...
 
     def place(self, path: Path) -> tuple[str, str]:
@@ -72,6 +77,11 @@ class LocalFiles:
     def exists(self, path: Path) -> bool:
         """See :meth:`Files.exists`."""
         return path.exists()
+
+    def identity(self, path: Path) -> str:
+        """See :meth:`Files.identity`."""
+        stat = Path(path).stat()
+        return input_identity(Path(path).name, stat.st_size, stat.st_mtime_ns)
 
     def place(self, path: Path) -> tuple[str, str]:
         """See :meth:`Files.place`."""

@@ -8,19 +8,29 @@ weights made it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, replace
 
 from ._version import __version__
 
-__all__ = ["RECORD_PREFIX", "RunRecord"]
+__all__ = ["RECORD_PREFIX", "RunRecord", "input_identity"]
 
 #: How every record starts; a text without it is not a record of ours.
 RECORD_PREFIX = "derain "
 _PATTERN = re.compile(
     r"^derain (?P<version>\S+) \(model (?P<model>.*); weights sha256:(?P<sha>[0-9a-f]*)"
-    r"(?:; precision (?P<precision>\w+))?\)$"
+    r"(?:; precision (?P<precision>\w+))?(?:; input (?P<input>[0-9a-f]+))?\)$"
 )
+#: Hex digits kept of an input's identity digest (64 bits: no two inputs of a batch collide).
+_INPUT_DIGITS = 16
+
+
+def input_identity(name: str, size: int, mtime_ns: int) -> str:
+    """Which input made an output: a short digest of its file name (the last part, so a
+    moved folder keeps its outputs), its size and its modification time."""
+    text = f"{name}\0{size}\0{mtime_ns}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:_INPUT_DIGITS]
 
 
 @dataclass(frozen=True)
@@ -32,16 +42,20 @@ class RunRecord:
         weights_sha256: hex sha256 over the network's tensors (``Deraining.weights_sha256``).
         precision: the compute precision (``fp32``, ``bf16``, ``fp16``); empty if not recorded.
         version: the derain version that wrote it.
+        input: the input's identity (:func:`input_identity`); empty when not recorded (an
+            older derain, an upload, stdin).
     """
 
     model: str
     weights_sha256: str
     precision: str = ""
     version: str = __version__
+    input: str = ""
 
     def format(self) -> str:
         """The one-line text written into outputs; :meth:`parse` reads it back."""
         tail = f"; precision {self.precision}" if self.precision else ""
+        tail += f"; input {self.input}" if self.input else ""
         return (
             f"{RECORD_PREFIX}{self.version} (model {self.model}; "
             f"weights sha256:{self.weights_sha256}{tail})"
@@ -60,11 +74,28 @@ class RunRecord:
             weights_sha256=match["sha"],
             precision=match["precision"] or "",
             version=match["version"],
+            input=match["input"] or "",
         )
 
     def same_weights(self, other: RunRecord) -> bool:
         """Whether ``other`` was made by the same weights (so its output may be kept)."""
         return bool(self.weights_sha256) and self.weights_sha256 == other.weights_sha256
+
+    def for_input(self, identity: str) -> RunRecord:
+        """This record for the input of identity ``identity`` (:func:`input_identity`)."""
+        return replace(self, input=identity)
+
+    def why_redo(self, found: RunRecord | None) -> str | None:
+        """Why an output whose record is ``found`` must be redone to match this record, or
+        ``None`` when it may be kept (same weights and, when this record names its input, the
+        same input; an older record that names no input counts as another input)."""
+        if found is None or not self.same_weights(found):
+            return "it was made by another model"
+        if self.input and found.input != self.input:
+            if not found.input:
+                return "its record does not say which input made it (an older derain)"
+            return "it was made from another input"
+        return None
 
     def renamed(self, model: str) -> RunRecord:
         """This record with the model called ``model`` (a server hides its file paths)."""

@@ -515,6 +515,7 @@ def derain_video(
     crf: int | None = None,
     deflicker: Deflicker | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    record: RunRecord | None = None,
 ) -> Path:
     """Derain every frame of ``src`` into ``dst`` (see the module docstring for what is kept).
 
@@ -529,6 +530,8 @@ def derain_video(
         deflicker: temporal smoothing of the derained frames (see :class:`Deflicker`).
         progress: called as ``progress(done, total)`` after each frame; ``total`` is the
             declared frame count, else one estimated from duration and rate, else ``None``.
+        record: the run record to write (default: ``deraining.record``; a batch adds the
+            input's identity).
 
     Returns:
         ``dst`` as a :class:`Path`.
@@ -563,6 +566,7 @@ def derain_video(
                 crf,
                 deflicker,
                 progress,
+                (record or deraining.record).format(),
             )
 
     if rain_path is None:
@@ -601,6 +605,7 @@ def _run_pipeline(
     crf: int | None,
     deflicker: Deflicker | None,
     progress: Callable[[int, int | None], None] | None,
+    made_by: str,
 ) -> None:
     """Decode (thread) -> derain (this thread) -> encode (thread), overlapped.
 
@@ -610,7 +615,6 @@ def _run_pipeline(
     stop = threading.Event()
     errors: list[BaseException] = []
     decoded, derained = _Lane(stop), _Lane(stop)
-    made_by = deraining.made_by
     audio = container.streams.audio[0] if container.streams.audio else None
 
     def guard(work: Callable[[], None]) -> Callable[[], None]:

@@ -75,6 +75,20 @@ def test_explicit_output_file_and_folder(model_dir: Path) -> None:
     assert Path("outdir/a.jpg").is_file()
 
 
+def test_output_made_from_another_input_is_redone(model_dir: Path) -> None:
+    """`derain gray.png -o p1.png` where p1.png came from another input: not "skipped"."""
+    make_image("photo.png", seed=1)
+    make_image("gray.png", seed=2)
+    assert cli("photo.png", "-o", "p1.png", "--model", model_dir).exit_code == 0
+    again = cli("photo.png", "-o", "p1.png", "--model", model_dir)
+    assert again.exit_code == 0 and "skipped" in again.stderr  # same input, same weights
+    first = Path("p1.png").read_bytes()
+    result = cli("gray.png", "-o", "p1.png", "--model", model_dir)
+    assert result.exit_code == 0, result.stderr
+    assert "skipped" not in result.stderr and "made from another input" in result.stderr
+    assert Path("p1.png").read_bytes() != first
+
+
 def test_input_never_overwritten(model_dir: Path) -> None:
     src = make_image("a.png")
     before = src.read_bytes()
