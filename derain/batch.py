@@ -32,7 +32,7 @@ from .errors import (
 from .files import Files, LocalFiles
 from .imaging import open_image
 from .record import RunRecord
-from .suffixes import VIDEO_SUFFIXES, is_video_name
+from .suffixes import VIDEO_SUFFIXES, is_input_name, is_video_name
 from .tiling import DEFAULT_OVERLAP, TileProgress, parse_tile
 from .writing import encode_image, output_format
 
@@ -152,13 +152,15 @@ def _single_plan(source: Path, output: str | None, save_rain: bool) -> Plan:
         if save_rain:
             raise UsageProblem("--save-rain: needs a file output, not stdout")
         return Plan([Job(InputFile(source, Path(source.name)), None, None)], [], single=True)
+    stem = source.stem
     if output is None:
         target = derained_path(source)
     elif Path(output).is_dir() or output.endswith(("/", os.sep)):
         target = Path(output) / source.name
-    else:
+    else:  # a file name: the layers are named after it (-o clean.mp4: clean_rain.mp4)
         target = Path(output)
-    job = Job(InputFile(source, Path(source.name)), target, _layers(target, source.stem, save_rain))
+        stem = target.stem
+    job = Job(InputFile(source, Path(source.name)), target, _layers(target, stem, save_rain))
     return Plan([job], [], single=True)
 
 
@@ -234,16 +236,28 @@ def _batch_plan(
 ) -> Plan:
     if output == STDIO:
         raise UsageProblem("-o -: stdout takes a single input image")
+    # One path that is neither a folder nor a pattern (a missing file) reads as a single image.
+    single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and not has_glob(inputs[0])
     out_dir = Path(output) if output is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise UsageProblem(f"{output}: is a file; with several inputs -o must be a folder")
+    if (
+        output is not None
+        and out_dir is not None
+        and not single
+        and not out_dir.exists()
+        and not output.endswith(("/", os.sep))
+        and is_input_name(out_dir)
+    ):
+        raise UsageProblem(
+            f"{output}: names a file, but several inputs need an output folder; "
+            f"write -o {out_dir.parent / out_dir.stem}/ or derain one file at a time"
+        )
     files, errors = expand_inputs(inputs, recursive, exclude=out_dir)
     jobs = []
     for f in _without_own_outputs(files):
         target = out_dir / f.relative if out_dir is not None else derained_path(f.path)
         jobs.append(Job(f, target, _layers(target, f.path.stem, save_rain)))
-    # One path that is neither a folder nor a pattern (a missing file) reads as a single image.
-    single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and not has_glob(inputs[0])
     return Plan(jobs, errors, single=single)
 
 

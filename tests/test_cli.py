@@ -125,6 +125,25 @@ def test_save_rain_layers(model_dir: Path) -> None:
         assert im.mode == "L"
 
 
+def test_save_rain_layers_are_named_after_the_output(model_dir: Path) -> None:
+    make_image("a.png")
+    result = cli("a.png", "-o", "clean.png", "--save-rain", "--model", model_dir)
+    assert result.exit_code == 0, result.stderr
+    for name in ("clean.png", "clean_rain.png", "clean_mask.png"):
+        assert Path(name).is_file() and f"wrote {name}" in result.stderr
+    assert not Path("a_rain.png").exists()
+
+
+def test_several_inputs_with_a_file_like_output_are_refused(model_dir: Path) -> None:
+    make_image("a.png")
+    make_image("b.jpg")
+    result = cli("a.png", "b.jpg", "-o", "single.png", "--model", model_dir)
+    assert result.exit_code == 2
+    assert "single.png: names a file" in one_error_line(result) and "-o single/" in result.stderr
+    assert not Path("single.png").exists()
+    assert cli("a.png", "b.jpg", "-o", "outs", "--model", model_dir).exit_code == 0  # a folder
+
+
 def test_large_image_is_tiled(model_dir: Path) -> None:
     make_image("big.png", h=80, w=150)
     result = cli("big.png", "--tile", "64", "--overlap", "8", "--model", model_dir)

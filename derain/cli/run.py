@@ -85,8 +85,9 @@ class _Bars(BatchEvents):
         self.progress.update(self.current, completed=done, total=total, visible=True)
 
     def wrote(self, job: Job) -> None:
-        if self.lines and job.target is not None:
-            self.reporter.info(f"wrote {job.target}")
+        if self.lines:
+            for out in job.outputs():  # the derained file, then any --save-rain layers
+                self.reporter.info(f"wrote {out}")
 
     def ended(self, job: Job) -> None:
         self.progress.update(self.current, visible=False)
