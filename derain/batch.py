@@ -24,6 +24,7 @@ from .errors import (
     ImageError,
     ModelNotFoundError,
     OutputError,
+    UnwritableFolder,
     UsageProblem,
     WeightsError,
     describe,
@@ -612,7 +613,12 @@ def select_jobs(
 ) -> list[Job]:
     """The jobs to run: outputs that exist are skipped (unless another model made them, as
     their run record tells), and every output is checked to be writable before any image is
-    derained. Reported through ``runner.events``; counted in ``counts``."""
+    derained. Reported through ``runner.events``; counted in ``counts``.
+
+    Raises:
+        OutputError: an output folder cannot be written (one line; the batch stops there,
+            since every output below it would fail alike).
+    """
     todo = []
     events = runner.events
     exists = runner.outputs.exists
@@ -627,6 +633,10 @@ def select_jobs(
         try:
             for out in job.outputs():
                 runner.outputs.check_writable(out)
+        except UnwritableFolder as exc:  # every output below it would fail alike: stop once
+            raise OutputError(
+                f"{first_line(exc)}; stopped: no output can be written below {exc.folder}"
+            ) from None
         except OutputError as exc:
             counts.failed += 1
             events.failed(describe(exc, job.name), exc)

@@ -9,6 +9,7 @@ __all__ = [
     "ModelNotFoundError",
     "OutputError",
     "TrainingError",
+    "UnwritableFolder",
     "UsageProblem",
     "WeightsError",
     "WeightsNotAvailableError",
@@ -42,6 +43,21 @@ class ImageError(DerainError, ValueError):
 
 class OutputError(DerainError, OSError):
     """An output that cannot be written."""
+
+
+class UnwritableFolder(OutputError):
+    """An output whose folder cannot be written (permissions, a read-only file system, a
+    regular file in the way): every output below ``folder`` would fail alike.
+
+    Attributes:
+        folder: the folder at fault.
+        reason: why (``Permission denied``, ``Not a directory``).
+    """
+
+    def __init__(self, message: str, folder: str, reason: str) -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.reason = reason
 
 
 class DerainWarning(UserWarning):

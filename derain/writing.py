@@ -19,7 +19,7 @@ from PIL import Image
 
 from . import png16
 from .atomic import atomic_write
-from .errors import OutputError
+from .errors import OutputError, UnwritableFolder
 from .imaging import gray_range
 from .record import RECORD_PREFIX, RunRecord
 from .suffixes import is_video_name
@@ -231,8 +231,9 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     """Check, before any work, that ``path`` could be written (its folder made if missing).
 
     Raises:
-        OutputError: one line naming ``path``: a folder on the way is a file, or the nearest
-            existing folder is not writable (permissions, a read-only file system).
+        UnwritableFolder: one line naming ``path``: a folder on the way is a file, or the
+            nearest existing folder is not writable (permissions, a read-only file system).
+        OutputError: ``path`` is a folder.
     """
     path = Path(path)
     if path.is_dir():
@@ -240,10 +241,17 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     for folder in (path.parent, *path.parent.parents):
         if not os.path.lexists(folder):
             continue
-        if not folder.is_dir():
-            raise OutputError(f"{path}: cannot write ({os.strerror(errno.ENOTDIR)}: {folder})")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise OutputError(f"{path}: cannot write ({os.strerror(errno.EACCES)}: {folder})")
+        problem = (
+            errno.ENOTDIR
+            if not folder.is_dir()
+            else errno.EACCES
+            if not os.access(folder, os.W_OK | os.X_OK)
+            else None
+        )
+        if problem is not None:
+            reason = os.strerror(problem)
+            message = f"{path}: cannot write ({reason}: {folder})"
+            raise UnwritableFolder(message, str(folder), reason)
         return
 
 

@@ -69,11 +69,30 @@ def test_output_folder_below_a_regular_file(model_dir: Path) -> None:
     Path("blocker").write_text("x")
     result = cli("in", "-o", "blocker/out", "--model", model_dir)
     assert result.exit_code == 1
-    lines = errors(result)
-    assert len(lines) == 3
-    assert all("cannot write (Not a directory: blocker)" in line for line in lines)
-    assert lines[0].startswith("derain: error: in/0.png: blocker/out/0.png")
+    # Checked once: one line stops the batch, not one identical line per file.
+    assert errors(result) == [
+        "derain: error: blocker/out/0.png: cannot write (Not a directory: blocker); "
+        "stopped: no output can be written below blocker"
+    ]
     assert snapshot(Path("in")) == inputs and Path("blocker").read_text() == "x"
+
+
+def test_read_only_output_folder_stops_the_batch_with_one_line(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root writes anywhere, so a patched os.access says what a read-only folder would."""
+    inputs = _folder()
+    Path("out").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: Path(p).name != "out" and real_access(p, mode)
+    )
+    result = cli("in", "-o", "out", "--model", model_dir)
+    assert result.exit_code == 1
+    lines = errors(result)
+    assert len(lines) == 1 and "Permission denied: out" in lines[0], result.stderr
+    assert "stopped" in lines[0] and list(Path("out").iterdir()) == []
+    assert snapshot(Path("in")) == inputs
 
 
 def test_permission_denied_on_one_output_does_not_stop_the_batch(
