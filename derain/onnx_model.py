@@ -6,8 +6,13 @@ and ``mask`` (N×C×H/2×W/2), the outputs :class:`derain.Deraining` uses. Facts
 needs travel in the file's metadata (``metadata_props``), under keys that start with
 ``derain.``; see :data:`METADATA_KEYS`.
 
-A file and its digest travel together: :func:`export_onnx` writes ``model.json`` beside
-``model.onnx`` with the file's sha256, and loading refuses a file that does not match it.
+A file and its digests travel together. :func:`export_onnx` writes ``model.json`` beside
+``model.onnx`` with the file's sha256, and puts the digest of the graph's initializers (the
+weights as the graph holds them) in the metadata as ``derain.initializers_sha256``. Loading
+refuses a file that matches neither: a file altered after export cannot run under the
+exported weights' name. A file that can be checked by neither (no ``.json`` beside it, no
+initializer digest inside it) runs with a :class:`~derain.errors.DerainWarning`, and its
+outputs record the file's own sha256 instead of the weights digest it claims.
 
 Exporting needs ``onnx`` and ``onnxscript`` (torch's exporter uses them), running needs
 ``onnxruntime``: ``pip install "derain[onnx]"``.
@@ -16,8 +21,11 @@ Exporting needs ``onnx`` and ``onnxscript`` (torch's exporter uses them), runnin
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,7 @@ from .atomic import atomic_write
 from .devices import CUDA_PROVIDER, onnx_providers
 from .errors import (
     DerainError,
+    DerainWarning,
     ModelNotFoundError,
     WeightsError,
     WeightsNotAvailableError,
@@ -43,6 +52,7 @@ __all__ = [
     "METADATA_KEYS",
     "OnnxModel",
     "export_onnx",
+    "initializers_sha256",
     "onnx_path",
 ]
 
@@ -65,6 +75,7 @@ METADATA_KEYS = {
     "derain.model": "model name (registry name, or the source it was exported from)",
     "derain.source": "where the weights came from, as Deraining reported it",
     "derain.weights_sha256": "sha256 of the weights, as Deraining.weights_sha256 gives it",
+    "derain.initializers_sha256": "sha256 of the graph's initializers (initializers_sha256)",
     "derain.config": "architecture (DANetConfig as JSON)",
     "derain.size_multiple": "H and W must be multiples of this",
     "derain.input": INPUT_CONVENTION,
@@ -120,6 +131,7 @@ def export_onnx(
     *,
     name: str | None = None,
     sha256: str | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> Path:
     """Export a DANet to ONNX with dynamic batch, height and width.
 
@@ -133,6 +145,8 @@ def export_onnx(
         output: the ``.onnx`` file to write; ``<stem>.json`` with its sha256 goes beside it.
         name: model name for the metadata (default: the source as given).
         sha256: expected digest of the weights file, as :class:`derain.Deraining` takes it.
+        on_start: called with the source once the weights are loaded, before the trace
+            (which takes a minute or more), e.g. to print a progress line.
 
     Returns:
         The path of the written ``.onnx`` file.
@@ -153,6 +167,8 @@ def export_onnx(
         net, source = model, "in-memory model"
     else:
         net, source = resolve_model(model, sha256=sha256)
+    if on_start is not None:
+        on_start(source)
     cfg = net.cfg
     # Export from a float32 CPU copy: the caller's model is left as it was.
     cpu = DANet(cfg)
@@ -188,11 +204,37 @@ def export_onnx(
     if program is None:  # only the legacy exporter (dynamo=False) returns nothing
         raise DerainError(f"{output}: torch's ONNX exporter returned no program")
     program.model.metadata_props.update(metadata)
-    atomic_write(output, lambda tmp: program.save(str(tmp), external_data=False))
+    atomic_write(output, lambda tmp: _save_with_digest(program, Path(tmp)))
     side = {"format": "onnx", "sha256": sha256_of(output), **metadata}
     text = json.dumps(side, indent=2, sort_keys=True) + "\n"
     atomic_write(sidecar_path(output), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return output
+
+
+def _save_with_digest(program: Any, path: Path) -> None:
+    """Save the exported program, then add the digest of its initializers as saved."""
+    import onnx
+
+    program.save(str(path), external_data=False)
+    proto = onnx.load(str(path))
+    digest = initializers_sha256(proto)
+    proto.metadata_props.add(key="derain.initializers_sha256", value=digest)
+    onnx.save(proto, str(path))
+
+
+def initializers_sha256(proto: Any) -> str:
+    """Hex sha256 over an ONNX graph's initializers (names, types, shapes and values).
+
+    Computed from the values, not from their encoding in the file, so it survives a re-save;
+    any change to a weight changes it.
+    """
+    from onnx import numpy_helper
+
+    digest = hashlib.sha256()
+    for init in sorted(proto.graph.initializer, key=lambda t: t.name):
+        digest.update(f"{init.name}:{init.data_type}:{tuple(init.dims)};".encode())
+        digest.update(np.ascontiguousarray(numpy_helper.to_array(init)).tobytes())
+    return digest.hexdigest()
 
 
 def _importable(module: str) -> bool:
@@ -230,7 +272,8 @@ class OnnxModel:
             raise WeightsNotAvailableError(f"{source}: ONNX file not found")
         if sha256 is None and sidecar_path(self.path).is_file():
             sha256 = _read_sidecar_digest(sidecar_path(self.path))
-        if sha256 is not None and sha256_of(self.path) != sha256:
+        file_sha256 = sha256_of(self.path)
+        if sha256 is not None and file_sha256 != sha256:
             raise WeightsError(
                 f"{source}: sha256 does not match the recorded digest; "
                 "the file is corrupt or was altered"
@@ -261,11 +304,26 @@ class OnnxModel:
         self.device = _started_device(self.device, started, str(device), source)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.config, self.size_multiple = _check_metadata(self.metadata, self.session, source)
+        #: Whether the file was checked against a digest: its ``.json`` (or ``sha256``), or
+        #: the initializer digest in its metadata. An unchecked file runs under its own sha256.
+        self.verified = _check_initializers(self.path, self.metadata, source) or sha256 is not None
+        #: The sha256 of the file itself.
+        self.file_sha256 = file_sha256
+        if not self.verified:
+            warnings.warn(
+                f"{source}: cannot check this ONNX file (no .json beside it and no initializer "
+                "digest in it); its outputs record the file's sha256, not the weights it names",
+                DerainWarning,
+                stacklevel=2,
+            )
 
     @property
     def weights_sha256(self) -> str:
-        """The digest of the weights the file was exported from (see ``Deraining``)."""
-        return self.metadata.get("derain.weights_sha256", "")
+        """The digest of what runs: the exported weights' digest when the file was checked
+        against its ``.json`` or its initializer digest, else the file's own sha256."""
+        if not self.verified:
+            return self.file_sha256
+        return self.metadata.get("derain.weights_sha256", "") or self.file_sha256
 
     @property
     def name(self) -> str:
@@ -309,6 +367,31 @@ def _started_device(
         f"{source}: onnxruntime could not start its CUDA provider on {wanted} "
         "(are the CUDA and cuDNN libraries onnxruntime-gpu needs installed?)"
     )
+
+
+def _check_initializers(path: Path, meta: dict[str, str], source: str) -> bool:
+    """Recompute the initializer digest the metadata records; ``False`` when it records none.
+
+    Raises:
+        WeightsError: the initializers differ from the recorded digest (an altered file).
+    """
+    recorded = meta.get("derain.initializers_sha256")
+    if not recorded:
+        return False
+    try:
+        import onnx
+    except ImportError:
+        raise DerainError(f"{source}: checking ONNX files needs onnx: {_INSTALL_HINT}") from None
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises protobuf's untyped errors for bad files
+        raise WeightsError(f"{source}: not a valid ONNX model ({first_line(exc)})") from None
+    if initializers_sha256(proto) != recorded:
+        raise WeightsError(
+            f"{source}: its weights do not match the digest in its metadata; "
+            "the file was altered after export"
+        )
+    return True
 
 
 def _check_metadata(meta: dict[str, str], session: Any, source: str) -> tuple[DANetConfig, int]:

@@ -22,7 +22,9 @@ import derain
 from derain import DANet, DerainError, Deraining, WeightsError
 from derain.cli import app, with_default_verb
 from derain.inference import tensors_sha256
+from derain.io_files import read_made_by
 from derain.onnx_model import INPUT_CONVENTION, OnnxModel, export_onnx
+from derain.record import RunRecord
 from derain.weights import sha256_of
 
 pytest.importorskip("onnxruntime")
@@ -34,15 +36,20 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def exported(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model of ``model_dir`` exported with ``derain export``."""
+def export_run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The tiny model of ``model_dir`` exported with ``derain export``, and what it printed."""
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     with warnings.catch_warnings():
         # A user must not be told the model is exported in training mode: it is not.
         warnings.filterwarnings("error", message=".*training mode.*")
         result = runner.invoke(app, with_default_verb(["export", str(model_dir), "-o", str(out)]))
     assert result.exit_code == 0, result.output
-    return out
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def exported(export_run: tuple[Path, str]) -> Path:
+    return export_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +146,61 @@ def test_missing_onnxruntime_is_one_line(
     result = runner.invoke(app, ["export", "nope", "-o", str(tmp_path / "x.onnx")])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "derain: error: nope" in result.output
+
+
+def _altered(exported: Path, out: Path, *, keep_digest: bool) -> Path:
+    """``exported`` with five initializers scaled by -3, saved without a ``.json``."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(exported))
+    for init in proto.graph.initializer[:5]:
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * -3, init.name))
+    if not keep_digest:  # an older export, or a file whose digest was stripped
+        kept = [p for p in proto.metadata_props if p.key != "derain.initializers_sha256"]
+        del proto.metadata_props[:]
+        proto.metadata_props.extend(kept)
+    onnx.save(proto, str(out))
+    return out
+
+
+def test_altered_file_without_json_is_refused(exported: Path, tmp_path: Path) -> None:
+    """The initializer digest inside the file catches what a missing .json cannot."""
+    altered = _altered(exported, tmp_path / "altered.onnx", keep_digest=True)
+    with pytest.raises(WeightsError, match=r"altered\.onnx: its weights do not match"):
+        Deraining(altered)
+    Image.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    args = ["run", str(tmp_path / "a.png"), "-m", str(altered), "-o", str(tmp_path / "o.png")]
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0 and "its weights do not match" in result.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_unverifiable_file_warns_and_records_its_own_digest(exported: Path, tmp_path: Path) -> None:
+    altered = _altered(exported, tmp_path / "altered.onnx", keep_digest=False)
+    with pytest.warns(derain.DerainWarning, match=r"altered\.onnx: cannot check"):
+        model = OnnxModel(altered)
+    assert model.weights_sha256 == sha256_of(altered) != OnnxModel(exported).weights_sha256
+    Image.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    out = tmp_path / "o.png"
+    image = str(tmp_path / "a.png")
+    result = runner.invoke(app, ["run", image, "-m", str(altered), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "cannot check" in result.output
+    record = RunRecord.parse(read_made_by(out))
+    assert record is not None and record.weights_sha256 == sha256_of(altered)
+    # The genuine file's run must redo that output, not skip it as done.
+    result = runner.invoke(app, ["run", image, "-m", str(exported), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "skipped" not in result.output
+    record = RunRecord.parse(read_made_by(out))
+    assert record is not None and record.weights_sha256 == OnnxModel(exported).weights_sha256
+
+
+def test_export_says_what_it_does(export_run: tuple[Path, str]) -> None:
+    """A progress line before the long export; the file carries its initializer digest."""
+    exported, output = export_run
+    lines = output.splitlines()
+    assert lines[0].startswith("exporting ") and lines[-1].startswith("wrote ")
+    model = OnnxModel(exported)
+    assert model.verified and len(model.metadata["derain.initializers_sha256"]) == 64

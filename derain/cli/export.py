@@ -35,9 +35,13 @@ def export(
         # The exporter logs and warns about its internals (torchvision ops it skips, the
         # training flag it checks); a user of the command needs none of it.
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+
+        def started(source: str) -> None:
+            reporter.info(f"exporting {source} to {output} (tracing takes a minute or two)")
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            path = export_onnx(model, output, name=name)
+            path = export_onnx(model, output, name=name, on_start=started)
         reporter.info(f"wrote {path} (sha256 {sha256_of(path)}) and {sidecar_path(path)}")
 
 
