@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "DerainError",
     "DerainWarning",
@@ -88,6 +90,7 @@ def describe(exc: BaseException, subject: str | None = None) -> str:
         text = first_line(exc)
         if not isinstance(exc, (DerainError, OSError)):
             text = f"unexpected {type(exc).__name__}: {text} (run with --debug for a traceback)"
-    if subject and not text.startswith(subject):
+    # "./x.onnx" is named by a message that starts with "x.onnx" (a Path drops the "./").
+    if subject and not text.startswith((subject, os.path.normpath(subject))):
         text = f"{subject}: {text}"
     return text

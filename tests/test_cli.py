@@ -144,6 +144,12 @@ def test_several_inputs_with_a_file_like_output_are_refused(model_dir: Path) -> 
     assert cli("a.png", "b.jpg", "-o", "outs", "--model", model_dir).exit_code == 0  # a folder
 
 
+def test_missing_onnx_file_is_named_once() -> None:
+    make_image("a.png")
+    line = one_error_line(cli("a.png", "-m", "./nope.onnx"))
+    assert line.count("nope.onnx") == 1 and "ONNX file not found" in line
+
+
 def test_large_image_is_tiled(model_dir: Path) -> None:
     make_image("big.png", h=80, w=150)
     result = cli("big.png", "--tile", "64", "--overlap", "8", "--model", model_dir)

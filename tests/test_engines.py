@@ -81,8 +81,10 @@ def test_any_engine_runs_behind_deraining() -> None:
     assert deraining.model is None and deraining.engine is engine
     with pytest.raises(DerainError, match="no PyTorch network"):
         deraining.save_pretrained("x")
-    with pytest.raises(DerainError, match=r"in fp32 .*; dtype fp16 is not supported"):
+    with pytest.raises(DerainError, match=r"in fp32 .*; precision fp16 is not supported"):
         Deraining(engine, dtype="fp16")
+    with pytest.raises(DerainError, match=r"; precision bf16 is not supported"):
+        Deraining(engine, dtype=torch.bfloat16)  # a dtype is named as the option names it
 
 
 def test_out_of_memory_halves_the_tile_for_any_engine() -> None:

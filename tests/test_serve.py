@@ -32,7 +32,7 @@ import pytest
 from clitools import png_depth_and_pixels, rgb48_png
 from PIL import Image
 
-from derain import Deraining
+from derain import DerainError, Deraining
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install '.[serve]'")
 pytest.importorskip("uvicorn", reason="needs the serve extra: pip install '.[serve]'")
@@ -267,6 +267,16 @@ def test_answer_keeps_format_size_and_mode(server: Server, fmt: str, mode: str, 
     assert status == 200 and headers["content-type"] == media
     got = Image.open(io.BytesIO(body))
     assert (got.format, got.size, got.mode) == (fmt, image.size, mode)
+
+
+def test_two_models_of_one_name_get_a_hint(model_dir: Path) -> None:
+    from derain.serve.engine import load_models
+
+    def load(spec: str) -> Deraining:
+        return Deraining(str(model_dir), device="cpu")
+
+    with pytest.raises(DerainError, match=r"both be called 'danet'; .*--name danet-onnx"):
+        load_models(["models/danet.onnx", "danet"], load)
 
 
 def test_16_bit_rgb_png_comes_back_in_16_bits(server: Server, reference: Deraining) -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DerainError
-from ..precision import precision_name, resolve_dtype
+from ..precision import PRECISIONS, precision_name, resolve_dtype
 
 if TYPE_CHECKING:
     from ..models.danet import DANet, DANetConfig
@@ -137,7 +137,8 @@ class Engine(ABC):
         if request is None or request == "auto":
             return supported[0]
         names = ", ".join(precision_name(d) for d in supported)
+        asked = precision_name(wanted) if wanted in PRECISIONS.values() else str(request)
         raise DerainError(
             f"{self.runtime} runs {self.source} in {names} "
-            f"({', '.join(str(d) for d in supported)}); dtype {request} is not supported"
+            f"({', '.join(str(d) for d in supported)}); precision {asked} is not supported"
         )
