@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from .errors import DerainError, describe, first_line
 from .files import Files
 from .tiling import DEFAULT_OVERLAP
 
-__all__ = ["RayReport", "RaySettings", "derain_with_ray", "map_deraining"]
+__all__ = ["RayInterrupted", "RayReport", "RaySettings", "derain_with_ray", "map_deraining"]
 
 _INSTALL_HINT = 'pip install "derain[ray]"'
 #: Columns of the rows :func:`map_deraining` reads.
@@ -74,11 +75,29 @@ class RayReport:
     seconds: float = 0.0
     workers: int = 0
     notes: list[str] = field(default_factory=list)
+    #: Inputs sent to the workers whose result never came (an interrupted run).
+    not_done: int = 0
 
     @property
     def failed(self) -> int:
         """Inputs that failed."""
         return len(self.errors)
+
+    def summary(self) -> str:
+        """``done N, skipped N, failed N``, as ``derain run`` says it."""
+        return BatchCounts(self.done, self.skipped, self.failed).summary()
+
+
+class RayInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a Ray run; :attr:`report` holds what was done before it.
+
+    Outputs are written atomically, so each one is complete or absent; the same call again
+    finishes the job.
+    """
+
+    def __init__(self, report: RayReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -258,6 +277,7 @@ def derain_with_ray(
     output_filesystem: Any = None,
     on_error: Callable[[str], None] | None = None,
     quiet: bool = False,
+    on_wrote: Callable[[str], None] | None = None,
 ) -> RayReport:
     """Derain folders, globs or files into ``output`` on a Ray cluster.
 
@@ -278,11 +298,14 @@ def derain_with_ray(
         on_error: called with each error line as it happens.
         quiet: Ray's own logs (Python and C++) show errors only, not warnings; for a Ray
             this call starts.
+        on_wrote: called with each output written (the derained file), as its result comes.
 
     Returns:
         A :class:`RayReport`; images that failed are in ``errors``, not raised.
 
     Raises:
+        RayInterrupted: Ctrl-C (a ``KeyboardInterrupt``) with the report so far; the Ray
+            started for the call is shut down.
         DerainError: Ray is not installed or cannot be reached, a file system cannot be
             opened, or the arguments contradict each other (as in ``derain run``).
     """
@@ -319,11 +342,21 @@ def derain_with_ray(
             report.workers = _pool(ray, settings)[0]
             dataset = ray.data.from_items(_rows(todo), override_num_blocks=len(todo))
             results = _map(ray, dataset, settings, in_files, out_files)
-            for row in results.iter_rows():
-                if row["error"]:
-                    lines.failed(row["error"])
-                else:
+            targets = {str(job.source.path): str(job.target) for job in todo if job.source}
+            ended = 0
+            try:
+                for row in results.iter_rows():
+                    ended += 1
+                    if row["error"]:
+                        lines.failed(row["error"])
+                        continue
                     report.done += 1
+                    if on_wrote is not None:
+                        on_wrote(targets.get(row["source"], row["source"]))
+            except KeyboardInterrupt:
+                report.not_done = len(todo) - ended
+                report.seconds = time.perf_counter() - start
+                raise RayInterrupted(report) from None
     report.seconds = time.perf_counter() - start
     return report
 
@@ -348,8 +381,11 @@ def _connected(ray: Any, address: str | None, quiet: bool = False) -> Iterator[N
     levels = [lg.level for lg in loggers]
     saved = os.environ.get(_RAY_DATA_LOG_LEVEL)
     os.environ[_RAY_DATA_LOG_LEVEL] = logging.getLevelName(level)
+    # With no address (and none in RAY_ADDRESS) ray.init starts a Ray for this call alone,
+    # whose session folder (/tmp/ray/session_*: logs, sockets) goes when the call ends.
+    started = address is None and not os.environ.get("RAY_ADDRESS")
     try:
-        ray.init(
+        context = ray.init(
             address=address,
             include_dashboard=False,
             logging_level=level,
@@ -359,6 +395,7 @@ def _connected(ray: Any, address: str | None, quiet: bool = False) -> Iterator[N
         _restore_env(_RAY_DATA_LOG_LEVEL, saved)
         where = address or "local"
         raise DerainError(f"Ray at {where}: cannot connect ({first_line(exc)})") from None
+    session = getattr(context, "address_info", {}).get("session_dir") if started else None
     try:
         for lg in loggers:  # after ray.init and Ray Data's import, which set their own
             lg.setLevel(level)
@@ -369,6 +406,8 @@ def _connected(ray: Any, address: str | None, quiet: bool = False) -> Iterator[N
         _restore_env(_RAY_DATA_LOG_LEVEL, saved)
         for lg, old_level in zip(loggers, levels, strict=True):
             lg.setLevel(old_level)
+        if session:
+            _remove_session(Path(session))
 
 
 def _restore_env(key: str, value: str | None) -> None:
@@ -376,3 +415,11 @@ def _restore_env(key: str, value: str | None) -> None:
         os.environ.pop(key, None)
     else:
         os.environ[key] = value
+
+
+def _remove_session(session: Path) -> None:
+    """Remove the session folder of a Ray this process started, and its ``session_latest``."""
+    latest = session.parent / "session_latest"
+    if latest.is_symlink() and latest.resolve() == session.resolve():
+        latest.unlink(missing_ok=True)
+    shutil.rmtree(session, ignore_errors=True)

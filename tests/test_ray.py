@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 import derain
 from derain import DANet, DANetConfig
-from derain.cli import app
+from derain.cli import app, ray_flag_value
 
 ray = pytest.importorskip("ray")
 
@@ -99,12 +99,18 @@ def test_cli_local_ray_matches_local_run(tmp_path: Path, model_dir: Path, token:
         proc = subprocess.run(
             [*cmd, *common, "--ray"], capture_output=True, text=True, env=env, timeout=JOB_WAIT_S
         )
+        _wait_none_left(token)
+        # The Ray started for the job leaves no session folder (logs, sockets) behind.
+        sessions = list(Path(env["RAY_TMPDIR"]).rglob("session_*"))
     finally:
         _wait_none_left(token)
         shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
     assert proc.returncode == 1, proc.stderr
+    assert sessions == []
     assert "broken.png: not an image file" in proc.stderr
     assert "done 4, skipped 0, failed 1" in proc.stderr
+    for i in range(4):  # a line per file, as `derain run` gives in a log
+        assert f"wrote {tmp_path / 'b' / f'im{i:02d}.png'}" in proc.stderr
     assert "deprecated" not in proc.stderr  # Ray Data's warning about map_batches arguments
     for i in range(4):
         a = np.asarray(Image.open(tmp_path / "a" / f"im{i:02d}.png"), dtype=int)
@@ -230,3 +236,35 @@ def test_pool_size_in_the_form_each_ray_wants() -> None:
     (key, strategy), *_ = _pool_size(ray, 3).items()
     assert key == "compute" and isinstance(strategy, ray.data.ActorPoolStrategy)
     assert strategy.min_size == strategy.max_size == 3
+
+
+def test_ctrl_c_on_ray_prints_the_counts(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while results come in: the counts so far and what is not done, exit code 130.
+
+    Ray itself is stood in for (no cluster starts): one result arrives, then the interrupt.
+    """
+    import contextlib
+    from types import SimpleNamespace
+
+    from derain import ray_batch
+
+    def results(*_: object, **__: object) -> SimpleNamespace:
+        def rows() -> Iterator[dict[str, str]]:
+            yield {"source": str(tmp_path / "in" / "im00.png"), "error": ""}
+            raise KeyboardInterrupt
+
+        return SimpleNamespace(iter_rows=rows)
+
+    fake = SimpleNamespace(data=SimpleNamespace(from_items=lambda *a, **k: None))
+    monkeypatch.setattr(ray_batch, "_import_ray", lambda: fake)
+    monkeypatch.setattr(ray_batch, "_connected", lambda *a: contextlib.nullcontext())
+    monkeypatch.setattr(ray_batch, "_pool", lambda *a: (2, {}))
+    monkeypatch.setattr(ray_batch, "_map", results)
+    _images(tmp_path / "in", 3, (24, 32))
+    args = ["run", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", str(model_dir)]
+    result = CliRunner().invoke(app, ray_flag_value([*args, "--ray"]))
+    assert result.exit_code == 130, result.output
+    assert f"wrote {tmp_path / 'out' / 'im00.png'}" in result.output
+    assert "interrupted; done 1, skipped 0, failed 0, not done 2" in result.output

@@ -68,27 +68,29 @@ def run_on_ray(
     """
     if STDIO in inputs or output in (None, STDIO):
         raise UsageProblem("--ray: needs input files or folders and an -o output folder")
-    from ..ray_batch import RaySettings, derain_with_ray
+    from ..ray_batch import RayInterrupted, RaySettings, derain_with_ray
 
     where = address or "a local Ray"
     reporter.info(f"running on {where}")
-    with _native_stderr_silenced(reporter.quiet):
-        report = derain_with_ray(
-            inputs,
-            output,
-            settings=RaySettings(**settings),
-            address=address,
-            recursive=recursive,
-            overwrite=overwrite,
-            save_rain=save_rain,
-            on_error=reporter.error,
-            quiet=reporter.quiet,
-        )
+    try:
+        with _native_stderr_silenced(reporter.quiet):
+            report = derain_with_ray(
+                inputs,
+                output,
+                settings=RaySettings(**settings),
+                address=address,
+                recursive=recursive,
+                overwrite=overwrite,
+                save_rain=save_rain,
+                on_error=reporter.error,
+                quiet=reporter.quiet,
+                on_wrote=lambda path: reporter.info(f"wrote {path}"),
+            )
+    except RayInterrupted as stop:  # Ctrl-C: the counts so far, as `derain run` gives them
+        reporter.error(f"interrupted; {stop.report.summary()}, not done {stop.report.not_done}")
+        raise typer.Exit(130) from None
     for line in report.notes:
         reporter.info(line)
-    reporter.info(
-        f"done {report.done}, skipped {report.skipped}, failed {report.failed} "
-        f"({report.seconds:.1f} s, {report.workers} workers)"
-    )
+    reporter.info(f"{report.summary()} ({report.seconds:.1f} s, {report.workers} workers)")
     if report.failed:
         raise typer.Exit(1)
