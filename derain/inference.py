@@ -402,7 +402,7 @@ class Deraining:
 
         Keeps size, timestamps (variable frame rate too), rotation, pixel aspect and colour
         tags; copies the audio untouched; writes atomically. The keyword options (``rain``,
-        ``codec``, ``crf``, ``deflicker``, ``progress``) are those of
+        ``codec``, ``crf``, ``deflicker``, ``progress``, ``record``) are those of
         :func:`derain.video.derain_video`.
         """
         from .video import derain_video

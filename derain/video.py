@@ -503,6 +503,7 @@ class VideoOptions(TypedDict, total=False):
     crf: int | None
     deflicker: Deflicker | None
     progress: Callable[[int, int | None], None] | None
+    record: RunRecord | None
 
 
 def derain_video(
