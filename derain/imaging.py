@@ -96,7 +96,7 @@ def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
                 out = _exif_transpose(im)
                 out.info.update({k: v for k, v in im.info.items() if k not in out.info})
                 out.format = im.format
-                orientation = im.getexif().get(_ORIENTATION, 1)
+                orientation = _png_orientation(im) if im.format == "PNG" else 1
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
             f"{label}: image is too large for Pillow's decompression-bomb guard ({exc}); "
@@ -119,6 +119,14 @@ def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
 
 #: The EXIF tag of the orientation.
 _ORIENTATION = 0x0112
+
+
+def _png_orientation(im: Image.Image) -> int:
+    """A PNG's EXIF orientation: 1 when it has none, or an EXIF block that cannot be read."""
+    try:
+        return int(im.getexif().get(_ORIENTATION, 1))
+    except Exception:  # a broken EXIF block is read as upright, as _exif_transpose does
+        return 1
 
 
 def _attach_rgb16(im: Image.Image, opened: Path | BinaryIO, label: str, orientation: int) -> None:
