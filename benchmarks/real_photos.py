@@ -52,6 +52,7 @@ from derain.noreference import (
     rain_left,
     rain_removed,
     streak_angle,
+    streak_energy,
     texture_lost,
 )
 from derain.precision import precision_name
@@ -131,13 +132,14 @@ def to_float(image: Image.Image) -> np.ndarray:
 
 def score_photo(rainy: np.ndarray, base: np.ndarray, cand: np.ndarray) -> PhotoScore:
     angle = streak_angle(rainy)
+    energy = streak_energy(rainy, angle)
     return PhotoScore(
         angle=round(angle, 2),
         crop_xy=densest_streak_window(rainy, angle, CROP),
-        rain_left_baseline=rain_left(rainy, base, angle),
-        rain_left_candidate=rain_left(rainy, cand, angle),
-        rain_removed_baseline=rain_removed(rainy, base, angle),
-        rain_removed_candidate=rain_removed(rainy, cand, angle),
+        rain_left_baseline=rain_left(rainy, base, angle, energy),
+        rain_left_candidate=rain_left(rainy, cand, angle, energy),
+        rain_removed_baseline=rain_removed(rainy, base, angle, energy),
+        rain_removed_candidate=rain_removed(rainy, cand, angle, energy),
         texture_lost_baseline=texture_lost(rainy, base),
         texture_lost_candidate=texture_lost(rainy, cand),
     )

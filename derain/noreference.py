@@ -185,24 +185,29 @@ def _share(part: float, whole: float) -> float:
     return part / whole if whole > 0 else 0.0
 
 
-def rain_left(rainy: np.ndarray, derained: np.ndarray, angle_deg: float) -> float:
+def rain_left(
+    rainy: np.ndarray, derained: np.ndarray, angle_deg: float, input_energy: float | None = None
+) -> float:
     """The output's streak energy as a share of the input's (1 = untouched, lower = less rain).
 
     Scene lines that run along the rain count too, so a perfect removal stays above 0; compare
-    two outputs of the same photo, not photos with each other.
+    two outputs of the same photo, not photos with each other. ``input_energy`` is
+    ``streak_energy(rainy, angle_deg)`` when the caller already has it.
     """
     y_in, y_out = luminance(rainy), luminance(derained)
     _same_shape(y_in, y_out)
-    whole = float(np.mean(_streak_map(y_in, angle_deg) ** 2))
-    return _share(float(np.mean(_streak_map(y_out, angle_deg) ** 2)), whole)
+    whole = streak_energy(y_in, angle_deg) if input_energy is None else input_energy
+    return _share(streak_energy(y_out, angle_deg), whole)
 
 
-def rain_removed(rainy: np.ndarray, derained: np.ndarray, angle_deg: float) -> float:
+def rain_removed(
+    rainy: np.ndarray, derained: np.ndarray, angle_deg: float, input_energy: float | None = None
+) -> float:
     """Streak energy of the removed layer (input − output) as a share of the input's."""
     y_in, y_out = luminance(rainy), luminance(derained)
     _same_shape(y_in, y_out)
-    whole = float(np.mean(_streak_map(y_in, angle_deg) ** 2))
-    return _share(float(np.mean(_streak_map(y_in - y_out, angle_deg) ** 2)), whole)
+    whole = streak_energy(y_in, angle_deg) if input_energy is None else input_energy
+    return _share(streak_energy(y_in - y_out, angle_deg), whole)
 
 
 def texture_lost(rainy: np.ndarray, derained: np.ndarray) -> float:
