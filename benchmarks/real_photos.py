@@ -183,7 +183,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "-b", "--baseline", help="The same kinds; default: the shipped weights of its variant."
     )
-    parser.add_argument("--out", type=Path, default=Path("real-photos"), help="Crops and JSON.")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="Folder for crops and JSON, outside the checkout."
+    )
     parser.add_argument("--cache", type=Path, help="Folder that keeps model outputs for reruns.")
     parser.add_argument("--dtype", default="auto", help="Precision of both models (default auto).")
     parser.add_argument("--candidate-dtype", help="The candidate's precision, if it differs.")
@@ -244,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nless rain left on {result['less_rain_left']} of {result['photos']} photos "
         f"(needed {result['less_rain_needed']}); texture worse on "
-        f"{len(result['texture_worse'])} (tolerance {TEXTURE_TOLERANCE}): "
-        + ", ".join(result["texture_worse"])
+        f"{len(result['texture_worse'])} (tolerance {TEXTURE_TOLERANCE})"
+        + "".join(f"\n  texture worse: {name}" for name in result["texture_worse"])
     )
     if bad:
         print(f"error: {len(bad)} photo(s) unreadable; no verdict", file=sys.stderr)
