@@ -12,13 +12,20 @@ heavy-tailed ``wide`` lengths differ by chance more than the bound allows.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from derain.train.synthetic import PRESETS, RainParams, RainSpace, RainSynthesizer
-from derain.train.synthetic_torch import DRAWERS, BatchRainSynthesizer, jpeg_batch
+from derain.train.synthetic import (
+    PRESETS,
+    RainParams,
+    RainSpace,
+    RainSynthesizer,
+    RealSpace,
+)
+from derain.train.synthetic_torch import DRAWERS, BatchRainSynthesizer, draw_look, jpeg_batch
 
 #: The presets the batched generator draws (a kind of preset without a drawer is refused).
 BATCHED = sorted(name for name, rain in PRESETS.items() if type(rain) in DRAWERS)
@@ -192,3 +199,127 @@ def test_a_kind_of_preset_without_a_drawer_is_refused() -> None:
 
     with pytest.raises(ValueError, match="no batched drawer for Other"):
         BatchRainSynthesizer(Other())
+
+
+# --- ``real``: the real-look part on top of ``wide`` -----------------------------------------
+
+#: ``real`` without JPEG, so that real − wide (same seed) is exactly the real-look part.
+REAL_NO_JPEG = RealSpace(base=replace(RainSpace(), jpeg=0.0))
+LOOK_DRAWS = 4000
+LOOK_N = 600
+LOOK_SIZE = 64
+DARK, BRIGHT = 0.1, 0.8
+
+
+def ks_bound(n: int, m: int) -> float:
+    """KS distance two samples of n and m draws from one distribution stay under (α ≈ 0.001)."""
+    return 1.95 * math.sqrt((n + m) / (n * m))
+
+
+def assert_same_rate(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    """Two shares of booleans agree within four standard errors."""
+    pa, pb = a.mean(), b.mean()
+    p = (a.sum() + b.sum()) / (len(a) + len(b))
+    se = math.sqrt(p * (1 - p) * (1 / len(a) + 1 / len(b)))
+    print(f"{what}: {pa:.4f} (NumPy) {pb:.4f} (torch)")
+    assert abs(pa - pb) <= 4 * se, f"{what}: {pa:.4f} (NumPy) vs {pb:.4f} (torch)"
+
+
+def log_rounded(a: np.ndarray) -> np.ndarray:
+    """log ``a`` to 2 decimals (1 % bins): float32 (torch) and float64 (NumPy) values that stop
+    at the same floor, such as the shortest streak, tie again."""
+    return np.round(np.log(a.astype(np.float64)), 2)
+
+
+def assert_same_sample(
+    a: np.ndarray,
+    b: np.ndarray,
+    what: str,
+    rel: float,
+    tie: bool = False,
+    sizes: tuple[int, int] | None = None,
+) -> None:
+    """KS distance under :func:`ks_bound` (on :func:`log_rounded` values with ``tie``; for
+    ``sizes`` independent draws a side, by default every value is one) and trimmed means
+    within ``rel``."""
+    d = ks_distance(log_rounded(a), log_rounded(b)) if tie else ks_distance(a, b)
+    bound = ks_bound(*(sizes or (len(a), len(b))))
+    ma, mb = trimmed_mean(a), trimmed_mean(b)
+    print(f"{what}: KS {d:.3f} (< {bound:.3f}), trimmed means {ma:.4g} (NumPy) {mb:.4g} (torch)")
+    assert d < bound, f"{what}: KS distance {d:.3f} (trimmed means {ma:.4g}, {mb:.4g})"
+    assert abs(ma - mb) <= rel * max(abs(ma), abs(mb)), f"{what}: {ma:.4g} vs {mb:.4g}"
+
+
+def test_look_parameters_match_numpy_in_distribution() -> None:
+    """The share of images with the real-look part, the veil's rate and strength, the noise
+    and every layer's length, width, opacity and density, drawn per image."""
+    space = PRESETS["real"]
+    assert isinstance(space, RealSpace)
+    looks = [space.look(np.random.default_rng([4, i]), 0.0) for i in range(LOOK_DRAWS)]
+    ref = [look for look in looks if look is not None]
+    got = draw_look(space, torch.zeros(LOOK_DRAWS), torch.Generator().manual_seed(4))
+    on = got.on.numpy()
+    assert_same_rate(np.array([look is not None for look in looks]), on, "look share")
+    ref_veil = np.array([look.veil for look in ref])
+    got_veil = got.veil.numpy()[on]
+    assert_same_rate(ref_veil > 0, got_veil > 0, "veil rate")
+    assert_same_sample(ref_veil[ref_veil > 0], got_veil[got_veil > 0], "veil strength", rel=0.15)
+    ref_noise = np.array([look.noise for look in ref])
+    got_noise = got.noise.numpy()[on]
+    assert_same_rate(ref_noise > 0, got_noise > 0, "noise rate")
+    assert_same_sample(ref_noise[ref_noise > 0], got_noise[got_noise > 0], "noise", rel=0.15)
+    # The layers of one image share its draws: the images are the independent samples.
+    active, sizes = got.active.numpy(), (len(ref), int(on.sum()))
+    for name in ("length", "sigma", "opacity", "density"):
+        a = np.array([getattr(layer, name) for look in ref for layer in look.layers])
+        b = getattr(got, name).numpy()[active]
+        assert_same_sample(a, b, f"layer {name}", rel=0.15, tie=True, sizes=sizes)
+
+
+def two_tone() -> np.ndarray:
+    """A crop dark on its left half, bright on its right, H×W×3."""
+    clean = np.full((LOOK_SIZE, LOOK_SIZE, 3), DARK, np.float32)
+    clean[:, LOOK_SIZE // 2 :] = BRIGHT
+    return clean
+
+
+def look_stats(delta: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image (n, H, W, 3 of real − wide): whether it got the look and, for those that did,
+    the brightness the look added on the dark half and on the bright half."""
+    has = np.abs(delta).max(axis=(1, 2, 3)) > 0
+    half = LOOK_SIZE // 2
+    return {
+        "has": has,
+        "dark": delta[has, :, :half].mean(axis=(1, 2, 3)),
+        "bright": delta[has, :, half:].mean(axis=(1, 2, 3)),
+    }
+
+
+def test_real_look_renders_like_numpy_in_distribution() -> None:
+    """Over a dark-and-bright crop: the share of images with the look, and the brightness the
+    look adds on each half (bright streaks on the dark half, little on the bright one)."""
+    clean = two_tone()
+    wide, real = RainSynthesizer(REAL_NO_JPEG.base), RainSynthesizer(REAL_NO_JPEG)
+    ref_delta = np.stack(
+        [
+            real(clean, np.random.default_rng([5, i])) - wide(clean, np.random.default_rng([5, i]))
+            for i in range(LOOK_N)
+        ]
+    )
+    batch = torch.from_numpy(clean).permute(2, 0, 1)[None].repeat(LOOK_N, 1, 1, 1)
+    got_real = BatchRainSynthesizer(REAL_NO_JPEG)(batch, torch.Generator().manual_seed(5))
+    got_wide = BatchRainSynthesizer(REAL_NO_JPEG.base)(batch, torch.Generator().manual_seed(5))
+    got_delta = (got_real - got_wide).permute(0, 2, 3, 1).numpy()
+    ref, got = look_stats(ref_delta), look_stats(got_delta)
+    assert_same_rate(ref["has"], got["has"], "images with the look")
+    assert_same_sample(ref["dark"], got["dark"], "added on dark", rel=0.3)
+    assert_same_sample(ref["bright"], got["bright"], "added on bright", rel=0.4)
+    assert trimmed_mean(got["dark"]) > 3 * abs(trimmed_mean(got["bright"]))
+
+
+def test_real_look_batch_is_reproducible_and_in_range() -> None:
+    clean = torch.rand(6, 3, 40, 56)
+    synth = BatchRainSynthesizer(RealSpace(look_p=1.0))
+    a = synth(clean, torch.Generator().manual_seed(7))
+    b = synth(clean, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b) and a.min() >= 0.0 and a.max() <= 1.0

@@ -86,6 +86,13 @@ def test_device_batches_resume_exactly(tmp_path: Path, photos: Path) -> None:
             assert torch.equal(a[key], b[key]), key
 
 
+def test_real_is_drawn_on_the_device_too(tmp_path: Path, photos: Path) -> None:
+    """``real`` has its batched generator: no fallback to host batches."""
+    lines: list[str] = []
+    train(_cfg(tmp_path, photos, steps=2, synthetic="real"), log=lines.append)
+    assert any("crops and rain drawn there" in line for line in lines), lines
+
+
 HOST_WAITS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
 
 

@@ -260,6 +260,13 @@ LOOK_ENV_FRACTION = 0.1
 """The environment light is the mean colour of this brightest fraction of the pixels."""
 LUMA = (0.299, 0.587, 0.114)
 """Rec. 601 luma weights, to rank pixels by brightness."""
+LOOK_SHARE = (0.5, 1.5)
+"""Each real-look layer's share of the coverage is drawn from this range, then normalised."""
+LOOK_FAR_FLOOR = 0.25
+"""Where the veil's random field is 0, the far layer keeps this fraction of its streaks."""
+LOOK_NOISE_OFFSET = 0.05
+LOOK_NOISE_GREY = 0.55
+"""Sensor noise σ is ``noise`` × √((out + LOOK_NOISE_OFFSET) / LOOK_NOISE_GREY): at mid-grey."""
 
 
 @dataclass(frozen=True)
@@ -436,7 +443,7 @@ class RealSpace:
         near_width = float(rng.uniform(*self.width))
         near_defocus = _log_uniform(self.defocus, rng)
         coverage = _log_uniform(self.coverage, rng)
-        share = rng.uniform(0.5, 1.5, n)
+        share = rng.uniform(*LOOK_SHARE, n)
         share *= coverage / share.sum()
         # Visibility falls as 1/√exposure; the exposure is what sets the streak length.
         opacity = _log_uniform(self.opacity, rng) * math.sqrt(self.exposure_ref / near_length)
@@ -775,7 +782,8 @@ def render_look(
             rng,
         ).astype(np.float32)
         if field is not None and i == 0:
-            alpha *= 0.25 + 0.75 * field  # dense fine rain where the veil is, sparse elsewhere
+            # Dense fine rain where the veil is, sparse elsewhere.
+            alpha *= LOOK_FAR_FLOOR + (1 - LOOK_FAR_FLOOR) * field
         if sway is not None:
             flat = alpha.ravel()
             i0, i1, frac = sway
@@ -783,7 +791,9 @@ def render_look(
         out = out + np.minimum(alpha, 1.0)[:, :, None] * (light - out)
     if look.noise > 0.0:
         # Shot-like: σ grows as √brightness, ``noise`` at mid-grey.
-        sigma = np.float32(look.noise) * np.sqrt((out + 0.05) / np.float32(0.55))
+        sigma = np.float32(look.noise) * np.sqrt(
+            (out + np.float32(LOOK_NOISE_OFFSET)) / np.float32(LOOK_NOISE_GREY)
+        )
         out = out + sigma * rng.standard_normal(out.shape, dtype=np.float32)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 

@@ -10,9 +10,14 @@ come from another generator, in another order); the NumPy one stays the referenc
 one that keeps older runs bit-reproducible.
 
 A preset is turned into per-image parameters by a *drawer*: :data:`DRAWERS` maps each kind
-of preset (:class:`RainParams`, :class:`RainMix`, :class:`RainSpace`) to a function that
-draws the :class:`ParamBatch` of ``n`` images on the device. A new preset that is an instance
-of one of these kinds needs nothing here; a new kind needs its drawer in :data:`DRAWERS`.
+of preset (:class:`RainParams`, :class:`RainMix`, :class:`RainSpace`, :class:`RealSpace`) to a
+function that draws the :class:`ParamBatch` of ``n`` images on the device. A new preset that is
+an instance of one of these kinds needs nothing here; a new kind needs its drawer in
+:data:`DRAWERS`.
+
+``real`` (:class:`RealSpace`) draws its ``wide`` part with ``wide``'s drawer; then, as the NumPy
+generator does after all the ``wide`` draws, :func:`draw_look` draws the real-look parameters
+(a :class:`LookBatch`) and the synthesizer renders them between the blending and the JPEG.
 
 Example:
     >>> import torch
@@ -30,13 +35,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .synthetic import FWHM_PER_SIGMA, MIN_ASPECT, Rain, RainMix, RainParams, RainSpace, preset
+from .synthetic import (
+    FWHM_PER_SIGMA,
+    LOOK_ENV_FRACTION,
+    LOOK_FAR_FLOOR,
+    LOOK_JITTER,
+    LOOK_LIGHT_GRID,
+    LOOK_NOISE_GREY,
+    LOOK_NOISE_OFFSET,
+    LOOK_SHARE,
+    LUMA,
+    MIN_ASPECT,
+    Rain,
+    RainMix,
+    RainParams,
+    RainSpace,
+    RealSpace,
+    _upsample_matrix,
+    preset,
+)
 
-__all__ = ["DRAWERS", "BatchRainSynthesizer", "ParamBatch", "jpeg_batch"]
+__all__ = ["DRAWERS", "BatchRainSynthesizer", "LookBatch", "ParamBatch", "draw_look", "jpeg_batch"]
 
 #: Std of the per-layer depth jitter and the far layers' density bonus, as in the NumPy model.
 DEPTH_JITTER = 0.15
@@ -87,6 +111,38 @@ class Constants:
 
 def _uniform(gen: torch.Generator, *shape: int) -> Tensor:
     return torch.rand(shape, generator=gen, device=gen.device)
+
+
+@dataclass(frozen=True)
+class LookBatch:
+    """:class:`~derain.train.synthetic.RealLook` of ``n`` images as tensors.
+
+    Per image (n,): ``on`` (the image gets the real-look part) and the scalars of
+    :class:`~derain.train.synthetic.RealLook`; per image and layer (n, L), far first, L the
+    preset's largest layer count: ``active`` and the :class:`~derain.train.synthetic.LookLayer`
+    fields. An inactive layer, or any layer of an image without the look, draws nothing.
+    """
+
+    on: Tensor
+    active: Tensor
+    density: Tensor
+    length: Tensor
+    sigma: Tensor
+    opacity: Tensor
+    angle: Tensor
+    sway: Tensor
+    sway_period: Tensor
+    sway_direction: Tensor
+    sway_phase: Tensor
+    light_gain: Tensor
+    light_env: Tensor
+    veil: Tensor
+    veil_scale: Tensor
+    noise: Tensor
+
+    def take(self, index: Tensor) -> LookBatch:
+        """The images at ``index`` only."""
+        return LookBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
 def _fixed(p: RainParams, n: int, gen: torch.Generator, const: Constants) -> ParamBatch:
@@ -164,12 +220,84 @@ def _space(s: RainSpace, n: int, gen: torch.Generator, const: Constants) -> Para
     )
 
 
+def _real(s: RealSpace, n: int, gen: torch.Generator, const: Constants) -> ParamBatch:
+    """The ``wide`` part of ``real``: exactly ``base``'s draws (the look is drawn after)."""
+    return _space(s.base, n, gen, const)
+
+
 #: How each kind of preset draws the parameters of a batch: the one place a new kind is added.
 DRAWERS: dict[type, Callable[..., ParamBatch]] = {
     RainParams: _fixed,
     RainMix: _mix,
     RainSpace: _space,
+    RealSpace: _real,
 }
+
+
+def draw_look(s: RealSpace, angle: Tensor, gen: torch.Generator) -> LookBatch:
+    """:meth:`RealSpace.look` for ``n`` images at once, ``angle`` (n,) their ``wide`` angles."""
+    n, layers, dev = len(angle), s.layers[1], gen.device
+    on = _uniform(gen, n) < s.look_p
+    n_layers = torch.randint(s.layers[0], s.layers[1] + 1, (n,), generator=gen, device=dev)
+    near_length = _log_uniform(s.length, gen, n)[:, None]
+    far = _between(s.depth, gen, n)[:, None]
+    near_width = _between(s.width, gen, n)[:, None]
+    near_defocus = _log_uniform(s.defocus, gen, n)[:, None]
+    coverage = _log_uniform(s.coverage, gen, n)
+    index = torch.arange(layers, device=dev, dtype=torch.float32)[None]
+    count = n_layers.float()[:, None]
+    present = index < count
+    share = _between(LOOK_SHARE, gen, n * layers).view(n, layers) * present
+    share = share * (coverage[:, None] / share.sum(1, keepdim=True))
+    # Visibility falls as 1/√exposure; the exposure is what sets the streak length.
+    opacity = _log_uniform(s.opacity, gen, n)[:, None] * torch.sqrt(s.exposure_ref / near_length)
+    # Far first, nearest at distance 1; the camera focuses on the farthest layer.
+    z = torch.where(count > 1, far ** (1 - index / (count - 1).clamp(min=1)), 1.0)
+    width = near_width / z
+    defocus = near_defocus * (1 / z - 1 / far) / (1 - 1 / far)
+    sigma = torch.hypot(width.clamp(min=s.min_width), defocus)
+    length = near_length * _between(s.speed, gen, n * layers).view(n, layers) / z
+    length = torch.maximum(length.clamp(min=s.min_length), s.min_aspect * FWHM_PER_SIGMA * sigma)
+    footprint = length * (FWHM_PER_SIGMA * sigma).clamp(min=1.0)
+    jitter = torch.randn((n, layers), generator=gen, device=dev) * s.angle_jitter
+    veiled = (coverage >= s.veil_coverage) & (_uniform(gen, n) < s.veil_p)
+    veil = torch.where(veiled, _between(s.veil, gen, n) * coverage / s.coverage[1], 0.0)
+    noisy = _uniform(gen, n) < s.noise_p
+    return LookBatch(
+        on=on,
+        active=present & on[:, None],
+        density=share / footprint,
+        length=length,
+        sigma=sigma,
+        opacity=(opacity * width / sigma).clamp(max=s.max_opacity),
+        angle=angle[:, None] + jitter,
+        sway=torch.tan(torch.deg2rad(_between(s.sway, gen, n))),
+        sway_period=_log_uniform(s.sway_period, gen, n),
+        sway_direction=_between((0.0, math.pi), gen, n),
+        sway_phase=_between((0.0, 2 * math.pi), gen, n),
+        light_gain=_log_uniform(s.light_gain, gen, n),
+        light_env=_between(s.light_env, gen, n),
+        veil=veil,
+        veil_scale=_log_uniform(s.veil_scale, gen, n),
+        noise=torch.where(noisy, _log_uniform(s.noise, gen, n), 0.0),
+    )
+
+
+def _cell_means(n: int, cells: int) -> np.ndarray:
+    """cells×n matrix that averages ``n`` pixels over ``cells`` cells, as the NumPy model."""
+    starts = (np.arange(cells) * n) // cells
+    ends = np.append(starts[1:], n)
+    m = np.zeros((cells, n), np.float32)
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        m[i, a:b] = 1.0 / (b - a)
+    return m
+
+
+def _gaussian_transfer(shape: tuple[int, int], sigma: Tensor) -> Tensor:
+    """Fourier transfer of a Gaussian of σ ``sigma`` (n,), (n, H, W//2+1)."""
+    fy = torch.fft.fftfreq(shape[0], device=sigma.device)[:, None]
+    fx = torch.fft.rfftfreq(shape[1], device=sigma.device)[None, :]
+    return torch.exp(-2 * math.pi**2 * sigma[:, None, None] ** 2 * (fx**2 + fy**2))
 
 
 def _draw(r: Tensor, u: Tensor) -> Tensor:
@@ -244,6 +372,7 @@ class BatchRainSynthesizer:
         if type(self.params) not in DRAWERS:
             raise ValueError(f"no batched drawer for {type(self.params).__name__} presets")
         self._constants: dict[torch.device, Constants] = {}
+        self._light: dict[tuple[torch.device, tuple[int, int]], list[Tensor]] = {}
 
     def draw_params(self, n: int, gen: torch.Generator) -> ParamBatch:
         """The parameters of ``n`` images, drawn on ``gen``'s device."""
@@ -285,20 +414,144 @@ class BatchRainSynthesizer:
             keep = rows[-1].nonzero().squeeze(1)
             rows, image, jit = [r[keep] for r in rows], image[keep], jit[keep]
         rate, length, sigma, angle, intensity, active = rows
-        # Seeds: a Poisson process at density·weight per pixel, each seed of brightness
+        layer = self._streaks(shape, gen, rate, jit, length, sigma, angle, intensity * active)
+        return torch.zeros((n, h, w), device=gen.device).index_add_(0, image, layer)
+
+    def _streaks(
+        self,
+        shape: tuple[int, int],
+        gen: torch.Generator,
+        rate: Tensor,
+        jitter: Tensor,
+        length: Tensor,
+        sigma: Tensor,
+        angle: Tensor,
+        peak_value: Tensor,
+    ) -> Tensor:
+        """One layer of parallel streaks per row of the (rows,) arguments, (rows, H, W) ≥ 0,
+        an isolated streak peaking at ``peak_value``."""
+        h, w = shape
+        # Seeds: a Poisson process at ``rate`` per pixel, each seed of brightness
         # U(jitter, 1); counted per pixel, the rare pixel with several seeds gives them one.
         scatter = self.scatter_seeds
         if scatter if scatter is not None else gen.device.type == "cpu":
-            seeds = _scattered_seeds(rate, jit, (h, w), gen)
+            seeds = _scattered_seeds(rate, jitter, shape, gen)
         else:
-            seeds = _poisson_counts(rate, (h, w), gen)
-            seeds *= jit[:, None, None] + (1 - jit[:, None, None]) * _uniform(gen, len(rate), h, w)
+            seeds = _poisson_counts(rate, shape, gen)
+            j = jitter[:, None, None]
+            seeds *= j + (1 - j) * _uniform(gen, len(rate), h, w)
         transfer = _transfer(shape, length, sigma, angle)
-        # Scale so that one isolated streak peaks at its intensity (kernel's spatial max = 1).
+        # Scale so that one isolated streak peaks at its value (kernel's spatial max = 1).
         peak = torch.fft.irfft2(transfer, s=shape).amax(dim=(-2, -1))
         layer = torch.fft.irfft2(torch.fft.rfft2(seeds).mul_(transfer), s=shape).clamp_(min=0)
-        layer *= ((intensity / peak) * active)[:, None, None]
-        return torch.zeros((n, h, w), device=gen.device).index_add_(0, image, layer)
+        return layer.mul_((peak_value / peak)[:, None, None])
+
+    def _light_matrices(self, shape: tuple[int, int], device: torch.device) -> list[Tensor]:
+        """Cell-mean and bilinear-upsampling matrices of the local light, made once a shape."""
+        key = (device, shape)
+        if key not in self._light:
+            mats = []
+            for n in shape:
+                cells = min(LOOK_LIGHT_GRID, n)
+                mats += [_cell_means(n, cells), _upsample_matrix(n, cells)]
+            self._light[key] = [torch.from_numpy(m).to(device) for m in mats]
+        return self._light[key]
+
+    def _streak_light(self, clean: Tensor, look: LookBatch) -> tuple[Tensor, Tensor]:
+        """The environment light (n, 3) and the streak light (n, 3, H, W) of ``clean``."""
+        n, _, h, w = clean.shape
+        sub = clean[:, :, ::2, ::2].flatten(2)
+        k = max(1, round(LOOK_ENV_FRACTION * sub.shape[-1]))
+        luma = torch.einsum("c,ncm->nm", self._constants[clean.device](LUMA), sub)
+        brightest = luma.topk(k, dim=1).indices[:, None].expand(n, 3, k)
+        env = torch.gather(sub, 2, brightest).mean(2)
+        mean_h, up_h, mean_w, up_w = self._light_matrices((h, w), clean.device)
+        local = up_h @ (mean_h @ clean @ mean_w.T) @ up_w.T
+        mix = look.light_env[:, None, None, None]
+        light = look.light_gain[:, None, None, None] * (
+            mix * env[:, :, None, None] + (1 - mix) * local
+        )
+        return env, light.clamp(max=1.0)
+
+    def _render_look(
+        self, rainy: Tensor, clean: Tensor, look: LookBatch, gen: torch.Generator
+    ) -> Tensor:
+        """:func:`~derain.train.synthetic.render_look` for a batch: veil, streak layers far to
+        near blended toward the streak light and bent by the wind, sensor noise, clipped."""
+        n, _, h, w = rainy.shape
+        layers, dev = look.active.shape[1], gen.device
+        env, light = self._streak_light(clean, look)
+        # The veil: a smooth random field in [0, 1] per image (0 where there is none).
+        noise = torch.randn((n, h, w), generator=gen, device=dev)
+        transfer = _gaussian_transfer((h, w), look.veil_scale)
+        field = torch.fft.irfft2(torch.fft.rfft2(noise) * transfer, s=(h, w))
+        field = field - field.amin(dim=(1, 2), keepdim=True)
+        field = field / field.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
+        strength = (look.veil[:, None, None] * field)[:, None]
+        out = rainy * (1 - strength) + env[:, :, None, None] * strength
+        # The streaks, one row per (image, layer); a CPU computes only the active ones.
+        rows = [
+            look.density * look.active,
+            look.length,
+            look.sigma,
+            look.angle,
+            look.opacity * look.active,
+        ]
+        rate, length, sigma, angle, opacity = [r.flatten() for r in rows]
+        jitter = torch.full_like(rate, LOOK_JITTER)
+        if dev.type == "cpu":
+            keep = look.active.flatten().nonzero().squeeze(1)
+            kept = [r[keep] for r in (rate, jitter, length, sigma, angle, opacity)]
+            part = self._streaks((h, w), gen, *kept)
+            alpha = torch.zeros((n * layers, h, w), device=dev).index_copy_(0, keep, part)
+        else:
+            alpha = self._streaks((h, w), gen, rate, jitter, length, sigma, angle, opacity)
+        alpha = alpha.view(n, layers, h, w)
+        thin = LOOK_FAR_FLOOR + (1 - LOOK_FAR_FLOOR) * field
+        alpha[:, 0] *= torch.where(look.veil[:, None, None] > 0, thin, 1.0)
+        # Wind: a smooth sideways wave (wrapping around) whose steepest slope is ``sway``.
+        y = torch.arange(h, device=dev, dtype=torch.float32)[None, :, None]
+        x = torch.arange(w, device=dev, dtype=torch.float32)[None, None, :]
+        period = look.sway_period[:, None, None]
+        amplitude = look.sway[:, None, None] * period / (2 * math.pi)
+        direction = look.sway_direction[:, None, None]
+        along = y * torch.cos(direction) + x * torch.sin(direction)
+        phase = 2 * math.pi * along / period + look.sway_phase[:, None, None]
+        src = x - amplitude * torch.sin(phase)
+        x0 = torch.floor(src)
+        frac = (src - x0)[:, None]
+        i0 = (x0.long() % w)[:, None].expand(n, layers, h, w)
+        a0 = torch.gather(alpha, 3, i0)
+        alpha = a0 + (torch.gather(alpha, 3, (i0 + 1) % w) - a0) * frac
+        for i in range(layers):
+            out = out + alpha[:, i, None].clamp(max=1.0) * (light - out)
+        # Shot-like sensor noise: σ grows as √brightness, ``noise`` at mid-grey.
+        sd = look.noise[:, None, None, None] * torch.sqrt(
+            (out + LOOK_NOISE_OFFSET) / LOOK_NOISE_GREY
+        )
+        out = out + sd * torch.randn(out.shape, generator=gen, device=dev)
+        return out.clamp(0.0, 1.0)
+
+    def add_look(self, rainy: Tensor, clean: Tensor, angle: Tensor, gen: torch.Generator) -> Tensor:
+        """``real``'s real-look part on top of the ``wide``-rained batch (others: unchanged).
+
+        Args:
+            rainy: the ``wide`` rain over ``clean``, blended and clipped, (n, 3, H, W).
+            clean: the crops without rain, where the streak light comes from.
+            angle: each image's ``wide`` angle (n,), which the layers follow.
+            gen: the generator, on the crops' device.
+        """
+        if not isinstance(self.params, RealSpace):
+            return rainy
+        look = draw_look(self.params, angle, gen)
+        if gen.device.type != "cpu":  # everything, masked: picking would wait for the host
+            looked = self._render_look(rainy, clean, look, gen)
+            return torch.where(look.on[:, None, None, None], looked, rainy)
+        index = look.on.nonzero().squeeze(1)
+        if not len(index):
+            return rainy
+        looked = self._render_look(rainy[index], clean[index], look.take(index), gen)
+        return rainy.index_copy(0, index, looked)
 
     def synthesize(self, clean: Tensor, gen: torch.Generator) -> Tensor:
         """Return ``clean`` (n, 3, H, W in [0, 1]) with rain, float32, on the same device.
@@ -322,6 +575,8 @@ class BatchRainSynthesizer:
         compress = _uniform(gen, n) < p.jpeg
         q_lo, q_hi = p.jpeg_quality[:, 0], p.jpeg_quality[:, 1]
         quality = q_lo + torch.floor(_uniform(gen, n) * (q_hi - q_lo + 1))
+        # ``real``: drawn after every ``wide`` draw, so its ``wide`` part is ``wide``'s.
+        out = self.add_look(out, clean.float(), p.angle[:, 0], gen)
         jpeg = jpeg_batch(out, quality, self._constants[gen.device])
         return torch.where(compress[:, None, None, None], jpeg, out)
 

@@ -32,7 +32,6 @@ from .distributed import Dist, init_distributed
 from .losses import DANetLoss, LossTerms
 from .recipes import TrainConfig, lr_at
 from .report import CsvLog, plot_curves, sample_grid
-from .synthetic_torch import DRAWERS
 
 __all__ = ["OptimStep", "TrainResult", "train"]
 
@@ -468,12 +467,10 @@ def _build(
     on_device = cfg.data_device == "device" or (cfg.data_device == "auto" and dev.type == "cuda")
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     synthetic = dataset if isinstance(dataset, SyntheticCrops) else None
-    if on_device and synthetic is not None and type(synthetic.synth.params) in DRAWERS:
+    if on_device and synthetic is not None:  # every preset has a batched generator
         batches = DeviceBatches(synthetic, sampler, dev)
         log(f"data: {len(dataset)} photos cached on {dev}, crops and rain drawn there")
     else:
-        if on_device and synthetic is not None:
-            log(f"data: {cfg.synthetic!r} has no batched generator yet; made on the host")
         batches = DataLoader(
             dataset,
             batch_sampler=sampler,
