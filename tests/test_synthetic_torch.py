@@ -202,6 +202,8 @@ def test_a_kind_of_preset_without_a_drawer_is_refused() -> None:
 
 
 # --- ``real``: the real-look part on top of ``wide`` -----------------------------------------
+# Checked by mutating the batched generator: 2× layer opacity, 2× streak alpha in the renderer,
+# 2× veil strength and a look share of 0.6 each fail these tests.
 
 #: ``real`` without JPEG, so that real − wide (same seed) is exactly the real-look part.
 REAL_NO_JPEG = RealSpace(base=replace(RainSpace(), jpeg=0.0))
@@ -238,6 +240,7 @@ def assert_same_sample(
     rel: float,
     tie: bool = False,
     sizes: tuple[int, int] | None = None,
+    names: tuple[str, str] = ("NumPy", "torch"),
 ) -> None:
     """KS distance under :func:`ks_bound` (on :func:`log_rounded` values with ``tie``; for
     ``sizes`` independent draws a side, by default every value is one) and trimmed means
@@ -245,7 +248,7 @@ def assert_same_sample(
     d = ks_distance(log_rounded(a), log_rounded(b)) if tie else ks_distance(a, b)
     bound = ks_bound(*(sizes or (len(a), len(b))))
     ma, mb = trimmed_mean(a), trimmed_mean(b)
-    print(f"{what}: KS {d:.3f} (< {bound:.3f}), trimmed means {ma:.4g} (NumPy) {mb:.4g} (torch)")
+    print(f"{what}: KS {d:.3f} (< {bound:.3f}), trimmed means {ma:.4g}, {mb:.4g} ({names})")
     assert d < bound, f"{what}: KS distance {d:.3f} (trimmed means {ma:.4g}, {mb:.4g})"
     assert abs(ma - mb) <= rel * max(abs(ma), abs(mb)), f"{what}: {ma:.4g} vs {mb:.4g}"
 
@@ -323,3 +326,21 @@ def test_real_look_batch_is_reproducible_and_in_range() -> None:
     a = synth(clean, torch.Generator().manual_seed(7))
     b = synth(clean, torch.Generator().manual_seed(7))
     assert torch.equal(a, b) and a.min() >= 0.0 and a.max() <= 1.0
+
+
+def test_real_look_masked_like_picked() -> None:
+    """The accelerators' way (every image and layer rendered, then masked) against the CPU's
+    (only those with the look): the same images get it, with the same added brightness."""
+    clean = torch.from_numpy(two_tone()).permute(2, 0, 1)[None].repeat(LOOK_N // 2, 1, 1, 1)
+    rainy = clean.clone()
+    angle = torch.zeros(len(clean))
+    synth = BatchRainSynthesizer("real")
+    deltas = [
+        synth.add_look(rainy, clean, angle, torch.Generator().manual_seed(8), pick=pick) - clean
+        for pick in (True, False)
+    ]
+    picked, masked = (look_stats(d.permute(0, 2, 3, 1).numpy()) for d in deltas)
+    assert np.array_equal(picked["has"], masked["has"]) and 0 < picked["has"].mean() < 1
+    names = ("picked", "masked")
+    assert_same_sample(picked["dark"], masked["dark"], "added on dark", 0.3, names=names)
+    assert_same_sample(picked["bright"], masked["bright"], "added on bright", 0.4, names=names)

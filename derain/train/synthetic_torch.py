@@ -376,9 +376,12 @@ class BatchRainSynthesizer:
 
     def draw_params(self, n: int, gen: torch.Generator) -> ParamBatch:
         """The parameters of ``n`` images, drawn on ``gen``'s device."""
-        if gen.device not in self._constants:
-            self._constants[gen.device] = Constants(gen.device)
-        return DRAWERS[type(self.params)](self.params, n, gen, self._constants[gen.device])
+        return DRAWERS[type(self.params)](self.params, n, gen, self._const(gen.device))
+
+    def _const(self, device: torch.device) -> Constants:
+        if device not in self._constants:
+            self._constants[device] = Constants(device)
+        return self._constants[device]
 
     def rain_layers(self, shape: tuple[int, int], gen: torch.Generator, p: ParamBatch) -> Tensor:
         """The additive rain (n, H, W), ≥ 0, of each image, before compositing."""
@@ -462,7 +465,7 @@ class BatchRainSynthesizer:
         n, _, h, w = clean.shape
         sub = clean[:, :, ::2, ::2].flatten(2)
         k = max(1, round(LOOK_ENV_FRACTION * sub.shape[-1]))
-        luma = torch.einsum("c,ncm->nm", self._constants[clean.device](LUMA), sub)
+        luma = torch.einsum("c,ncm->nm", self._const(clean.device)(LUMA), sub)
         brightest = luma.topk(k, dim=1).indices[:, None].expand(n, 3, k)
         env = torch.gather(sub, 2, brightest).mean(2)
         mean_h, up_h, mean_w, up_w = self._light_matrices((h, w), clean.device)
@@ -474,7 +477,7 @@ class BatchRainSynthesizer:
         return env, light.clamp(max=1.0)
 
     def _render_look(
-        self, rainy: Tensor, clean: Tensor, look: LookBatch, gen: torch.Generator
+        self, rainy: Tensor, clean: Tensor, look: LookBatch, gen: torch.Generator, pick: bool
     ) -> Tensor:
         """:func:`~derain.train.synthetic.render_look` for a batch: veil, streak layers far to
         near blended toward the streak light and bent by the wind, sensor noise, clipped."""
@@ -489,7 +492,7 @@ class BatchRainSynthesizer:
         field = field / field.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
         strength = (look.veil[:, None, None] * field)[:, None]
         out = rainy * (1 - strength) + env[:, :, None, None] * strength
-        # The streaks, one row per (image, layer); a CPU computes only the active ones.
+        # The streaks, one row per (image, layer); with ``pick`` only the active ones.
         rows = [
             look.density * look.active,
             look.length,
@@ -499,7 +502,7 @@ class BatchRainSynthesizer:
         ]
         rate, length, sigma, angle, opacity = [r.flatten() for r in rows]
         jitter = torch.full_like(rate, LOOK_JITTER)
-        if dev.type == "cpu":
+        if pick:
             keep = look.active.flatten().nonzero().squeeze(1)
             kept = [r[keep] for r in (rate, jitter, length, sigma, angle, opacity)]
             part = self._streaks((h, w), gen, *kept)
@@ -532,7 +535,14 @@ class BatchRainSynthesizer:
         out = out + sd * torch.randn(out.shape, generator=gen, device=dev)
         return out.clamp(0.0, 1.0)
 
-    def add_look(self, rainy: Tensor, clean: Tensor, angle: Tensor, gen: torch.Generator) -> Tensor:
+    def add_look(
+        self,
+        rainy: Tensor,
+        clean: Tensor,
+        angle: Tensor,
+        gen: torch.Generator,
+        pick: bool | None = None,
+    ) -> Tensor:
         """``real``'s real-look part on top of the ``wide``-rained batch (others: unchanged).
 
         Args:
@@ -540,17 +550,20 @@ class BatchRainSynthesizer:
             clean: the crops without rain, where the streak light comes from.
             angle: each image's ``wide`` angle (n,), which the layers follow.
             gen: the generator, on the crops' device.
+            pick: render only the images and layers that have the look (their indices are
+                read back), or render all and mask. By default: picked on a CPU, masked on an
+                accelerator, where a read-back would make the host wait.
         """
         if not isinstance(self.params, RealSpace):
             return rainy
         look = draw_look(self.params, angle, gen)
-        if gen.device.type != "cpu":  # everything, masked: picking would wait for the host
-            looked = self._render_look(rainy, clean, look, gen)
+        if not (pick if pick is not None else gen.device.type == "cpu"):
+            looked = self._render_look(rainy, clean, look, gen, pick=False)
             return torch.where(look.on[:, None, None, None], looked, rainy)
         index = look.on.nonzero().squeeze(1)
         if not len(index):
             return rainy
-        looked = self._render_look(rainy[index], clean[index], look.take(index), gen)
+        looked = self._render_look(rainy[index], clean[index], look.take(index), gen, pick=True)
         return rainy.index_copy(0, index, looked)
 
     def synthesize(self, clean: Tensor, gen: torch.Generator) -> Tensor:
@@ -577,7 +590,7 @@ class BatchRainSynthesizer:
         quality = q_lo + torch.floor(_uniform(gen, n) * (q_hi - q_lo + 1))
         # ``real``: drawn after every ``wide`` draw, so its ``wide`` part is ``wide``'s.
         out = self.add_look(out, clean.float(), p.angle[:, 0], gen)
-        jpeg = jpeg_batch(out, quality, self._constants[gen.device])
+        jpeg = jpeg_batch(out, quality, self._const(gen.device))
         return torch.where(compress[:, None, None, None], jpeg, out)
 
     __call__ = synthesize
