@@ -322,7 +322,9 @@ def test_bf16_precision(server: Server, reference: Deraining) -> None:
 
 
 def test_progress_of_a_running_request(server: Server) -> None:
-    data = encoded(photo(384, 320, seed=13), "PNG")  # 4 tiles of 256
+    # Many tiles of 256, so that the request runs long enough to be seen running even when
+    # the model is warm and the machine idle (4 tiles ran between two polls).
+    data = encoded(photo(1280, 960, seed=13), "PNG")
     key = "test-progress-0001"
     answer: list[int] = []
     post = threading.Thread(
@@ -340,13 +342,14 @@ def test_progress_of_a_running_request(server: Server) -> None:
         assert status == 200
         if tiles["running"]:
             seen.append((tiles["done"], tiles["total"]))
-        time.sleep(0.1)
+        time.sleep(0.02)
     post.join()
     assert answer == [200]
     counted = [(done, total) for done, total in seen if total]
-    assert counted and {total for _, total in counted} == {4}
+    totals = {total for _, total in counted}
+    assert counted and len(totals) == 1 and min(totals) > 4, seen  # one plan, all its tiles
     dones = [done for done, _ in counted]
-    assert dones == sorted(dones) and dones[-1] <= 4
+    assert dones == sorted(dones) and dones[-1] <= min(totals)
     # Once the request has ended its id is gone; ids are only ever keys in memory.
     status, _, body = server.request("GET", f"/v1/progress/{key}")
     assert status == 200 and json.loads(body) == {"running": False, "done": 0, "total": 0}
