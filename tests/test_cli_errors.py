@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
 from clitools import cli, make_image, one_error_line
 
 from derain.cli import main
+from derain.cli.common import Reporter, fatal_errors
 
 
 @pytest.mark.parametrize(("typo", "verb"), [("evall", "eval"), ("modles", "models")])
@@ -56,3 +58,29 @@ def test_exit_code_rule(in_tmp: None, model_dir: Path, option: list[str], code: 
     assert result.exit_code == code, result.stderr
     one_error_line(result)
     assert not Path("b.png").exists()
+
+
+def _import_cut_by_ctrl_c() -> None:
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:  # what pybind11 does when Ctrl-C cuts a module's init
+        raise ImportError("initialization failed") from exc
+
+
+@pytest.mark.parametrize(
+    ("fail", "code", "line"),
+    [
+        (_import_cut_by_ctrl_c, 130, "derain: error: interrupted"),
+        (lambda: __import__("no_such_module_here"), 1, "No module named 'no_such_module_here'"),
+    ],
+)
+def test_ctrl_c_that_cuts_an_import_short_is_an_interrupt(
+    fail, code: int, line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Ctrl-C while a lazily imported C extension initialises (CI, 2026-12-04: the training
+    # run's first curves plot) must read as Ctrl-C, not as an "unexpected ImportError".
+    with pytest.raises(typer.Exit) as exit_, fatal_errors(Reporter()):
+        fail()
+    assert exit_.value.exit_code == code
+    err = capsys.readouterr().err.strip()
+    assert line in err and len(err.splitlines()) == 1

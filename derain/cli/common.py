@@ -110,6 +110,19 @@ def _warning_printer(reporter: Reporter, default: Callable[..., None]) -> Callab
     return show
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether Ctrl-C is behind ``exc``: a C extension whose import it interrupted re-raises it
+    wrapped (pybind11: ``ImportError: initialization failed``, from the KeyboardInterrupt)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False
+
+
 @contextlib.contextmanager
 def fatal_errors(reporter: Reporter) -> Iterator[None]:
     """Turn any error escaping a command into one line on stderr and an exit code.
@@ -132,6 +145,9 @@ def fatal_errors(reporter: Reporter) -> Iterator[None]:
         reporter.error(describe(exc), exc)
         raise typer.Exit(2) from None
     except Exception as exc:
+        if _caused_by_interrupt(exc):
+            reporter.error("interrupted")
+            raise typer.Exit(130) from None
         reporter.error(describe(exc), exc)
         raise typer.Exit(1) from None
 
