@@ -1,4 +1,8 @@
-"""The paper's loss: Charbonnier plus a negatively weighted SSIM, on both outputs."""
+"""The paper's loss: Charbonnier plus a negatively weighted SSIM, on both outputs.
+
+An optional term, off by default, makes leaving rain cost more than removing too much
+(:func:`rain_left`); the paper's loss is the default and is unchanged by it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from torch import Tensor
 from ..metrics import ssim
 from ..models.danet import DANetOutput
 
-__all__ = ["DANetLoss", "LossTerms", "charbonnier"]
+__all__ = ["DANetLoss", "LossTerms", "charbonnier", "rain_left"]
 
 
 def charbonnier(a: Tensor, b: Tensor, eps: float = 1e-3) -> Tensor:
@@ -22,6 +26,25 @@ def charbonnier(a: Tensor, b: Tensor, eps: float = 1e-3) -> Tensor:
         0.001
     """
     return torch.sqrt((a - b) ** 2 + eps * eps).mean()
+
+
+def rain_left(derained: Tensor, clean: Tensor, rainy: Tensor) -> Tensor:
+    """Brightness the output keeps above the clean image where rain was added, per unit of rain.
+
+    The rain layer's positive part ``m = max(rainy − clean, 0)`` weights the output's excess
+    ``max(derained − clean, 0)``: the result is 0 when the rain is gone (or the output is
+    darker than the clean image) and ``Σm² / Σm`` when the output is the rainy input. An
+    output that removes too much (darker or smoother than the clean image) costs nothing
+    here, so the term tilts the loss towards removal where the plain Charbonnier is neutral.
+
+    Example:
+        >>> clean = torch.zeros(1, 1, 2, 2); rainy = clean + 0.5
+        >>> float(rain_left(clean, clean, rainy)), float(rain_left(rainy, clean, rainy))
+        (0.0, 0.5)
+    """
+    added = (rainy - clean).clamp_min(0)
+    kept = (derained - clean).clamp_min(0)
+    return (kept * added).sum() / added.sum().clamp_min(1e-6)
 
 
 @dataclass(frozen=True)
@@ -37,21 +60,33 @@ class LossTerms:
     ssim_full: Tensor
     charbonnier_low: Tensor
     ssim_low: Tensor
+    rain_left: Tensor | None = None
 
 
 class DANetLoss(torch.nn.Module):
     """L = L_DSN + λ·L_RSN, each Charbonnier(ε) + α·SSIM (α = −0.15 rewards SSIM).
 
     The DSN term compares the half-resolution output with the bilinearly halved clean image.
+    With ``rain_left_weight`` w > 0 (not in the paper), ``w · rain_left`` of the full-size
+    output is added; it needs the rainy input, passed as ``rainy``.
     """
 
-    def __init__(self, eps: float = 1e-3, ssim_weight: float = -0.15, lambda_rsn: float = 1.0):
+    def __init__(
+        self,
+        eps: float = 1e-3,
+        ssim_weight: float = -0.15,
+        lambda_rsn: float = 1.0,
+        rain_left_weight: float = 0.0,
+    ):
         super().__init__()
+        if rain_left_weight < 0:
+            raise ValueError(f"rain_left_weight must be >= 0, not {rain_left_weight}")
         self.eps = eps
         self.ssim_weight = ssim_weight
         self.lambda_rsn = lambda_rsn
+        self.rain_left_weight = rain_left_weight
 
-    def forward(self, out: DANetOutput, clean: Tensor) -> LossTerms:
+    def forward(self, out: DANetOutput, clean: Tensor, rainy: Tensor | None = None) -> LossTerms:
         clean_low = F.interpolate(clean, scale_factor=0.5, mode="bilinear", align_corners=False)
         derained, low = out.derained.float(), out.derained_low.float()
         ch_full, ch_low = (
@@ -63,4 +98,10 @@ class DANetLoss(torch.nn.Module):
         total = (ch_low + self.ssim_weight * ss_low) + self.lambda_rsn * (
             ch_full + self.ssim_weight * ss_full
         )
-        return LossTerms(total, *(t.detach() for t in (ch_full, ss_full, ch_low, ss_low)))
+        parts = (ch_full.detach(), ss_full.detach(), ch_low.detach(), ss_low.detach())
+        if not self.rain_left_weight:
+            return LossTerms(total, *parts)
+        if rainy is None:
+            raise ValueError("rain_left_weight > 0 needs the rainy input")
+        left = rain_left(derained, clean, rainy.float())
+        return LossTerms(total + self.rain_left_weight * left, *parts, rain_left=left.detach())

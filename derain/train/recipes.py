@@ -35,6 +35,9 @@ class TrainConfig:
         schedule: ``step`` (× ``lr_gamma`` every ``lr_step_epochs``) or ``cosine``.
         ema_decay: exponential moving average of the weights (0 turns it off); the EMA model
             is the one validated and exported.
+        rain_left_weight: weight of :func:`~derain.train.losses.rain_left`, a term not in the
+            paper that makes rain left in the output cost more than rain removed too eagerly;
+            0 (the default) is the paper's loss.
         identity_init: zero the two output convolutions so the untrained network returns its
             input, which shortens the start of a small-budget run.
         data_device: where synthetic batches are made: ``host`` (NumPy rain in DataLoader
@@ -71,6 +74,7 @@ class TrainConfig:
     charbonnier_eps: float = 1e-3
     ssim_weight: float = -0.15
     lambda_rsn: float = 1.0
+    rain_left_weight: float = 0.0
     identity_init: bool = False
     workers: int = 4
     val_every: int = 500

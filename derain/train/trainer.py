@@ -94,7 +94,7 @@ class OptimStep:
         )
         with autocast:
             out = self.net(rainy)
-        terms = self.criterion(out, clean)  # the loss casts to fp32
+        terms = self.criterion(out, clean, rainy)  # the loss casts to fp32
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
         if self.grad_clip:
@@ -405,6 +405,8 @@ def _build(
         )
     if cfg.time_budget and dist.enabled:
         raise TrainingError("a time budget needs one process: each would plan its own schedule")
+    if not cfg.rain_left_weight >= 0:  # also refuses NaN
+        raise TrainingError(f"rain_left_weight {cfg.rain_left_weight}: must be 0 or more")
     run_dir = Path(cfg.out)
     dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed, cfg.zoom_out)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
@@ -428,7 +430,9 @@ def _build(
         weight_decay=cfg.weight_decay,
         fused=True if dev.type == "cuda" else None,
     )
-    criterion = DANetLoss(cfg.charbonnier_eps, cfg.ssim_weight, cfg.lambda_rsn)
+    criterion = DANetLoss(
+        cfg.charbonnier_eps, cfg.ssim_weight, cfg.lambda_rsn, cfg.rain_left_weight
+    )
 
     start = 0
     best: dict[str, float | None] = {"psnr": None, "ssim": None}
