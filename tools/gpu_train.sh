@@ -22,7 +22,8 @@
 # between danet and danet-plus; each budget counts from the model's start (photos decoded
 # onto the GPU, steps, checkpoint and export). On CUDA the photos, crops and rain stay on
 # the GPU (no DataLoader workers). Settings can be overridden from the environment: BUDGET_S,
-# BATCH, LR, CROP, DEVICE, DATA_DEVICE, SEED, PYTHON, DATA, OUT, MODELS.
+# BATCH, LR, CROP, DEVICE, DATA_DEVICE, SEED, RAIN_LEFT_WEIGHT (the loss term of
+# derain.train.losses.rain_left; 0, the paper's loss, by default), PYTHON, DATA, OUT, MODELS.
 set -euo pipefail
 
 mode=${1:-}
@@ -79,6 +80,7 @@ EOF
 train() {
     local budget=${BUDGET_S:-470} batch=${BATCH:-64} lr=${LR:-3e-4} crop=${CROP:-128}
     local device=${DEVICE:-cuda} data_device=${DATA_DEVICE:-auto} seed=${SEED:-31}
+    local rain_left=${RAIN_LEFT_WEIGHT:-0}
     local out=${OUT:-runs/gpu-out} models=${MODELS:-danet danet-plus} work
     work=$(mktemp -d)
     [ -d "$DATA" ] || { echo "$DATA: missing; run 'bash tools/gpu_train.sh pack' here first" >&2; exit 2; }
@@ -96,7 +98,7 @@ train() {
             --batch-size "$batch" --lr "$lr" --workers "$workers" --device "$device" \
             --seed "$seed" --set crop="$crop" --set warmup_steps=100 --set log_every=50 \
             --set data_device="$data_device" --set ckpt_every=1000000 \
-            -o "$work/$model" --export "$out/$model"
+            --set rain_left_weight="$rain_left" -o "$work/$model" --export "$out/$model"
         cp "$work/$model/log.csv" "$out/$model/log.csv"
     done
     rm -rf "$work"
