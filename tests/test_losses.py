@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from derain.errors import TrainingError
 from derain.models.danet import DANetOutput
-from derain.train import apply_overrides, get_recipe, train
 from derain.train.losses import DANetLoss, rain_left
 
 
@@ -89,44 +83,3 @@ def test_rain_left_weight_needs_the_rainy_input_and_a_sane_value() -> None:
         DANetLoss(rain_left_weight=1.0)(_output(clean), clean)
     with pytest.raises(ValueError, match=">= 0"):
         DANetLoss(rain_left_weight=-0.1)
-
-
-def _photos(root: Path) -> Path:
-    rng = np.random.default_rng(3)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / f"{i}.png")
-    return root
-
-
-def _cfg(tmp_path: Path, name: str, **extra: object):
-    tiny = {
-        "steps": 1,
-        "batch_size": 2,
-        "crop": 32,
-        "workers": 0,
-        "log_every": 1,
-        "ckpt_every": 1,
-        "val": None,
-        "threads": 1,
-        "synthetic": "heavy",
-    }
-    out = {"data": str(_photos(tmp_path)), "out": str(tmp_path / name)}
-    return apply_overrides(get_recipe("cpu"), {**tiny, **out, **extra})
-
-
-def _first_loss(run: Path) -> float:
-    return float((run / "log.csv").read_text().splitlines()[1].split(",")[2])
-
-
-def test_the_trainer_adds_the_term_when_the_setting_asks(tmp_path: Path) -> None:
-    # The same seed, photos, crops and rain: only the setting differs, so the first step's
-    # loss differs by the weighted term (the identity-initialised network returns its input).
-    train(_cfg(tmp_path, "plain"), log=lambda _: None)
-    train(_cfg(tmp_path, "tilted", rain_left_weight=1.0), log=lambda _: None)
-    assert _first_loss(tmp_path / "tilted") > _first_loss(tmp_path / "plain") + 0.01
-
-
-def test_a_negative_weight_is_refused_before_training(tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match="rain_left_weight"):
-        train(_cfg(tmp_path, "bad", rain_left_weight=-1.0), log=lambda _: None)
-    assert not (tmp_path / "bad" / "last.safetensors").exists()

@@ -15,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from derain import Deraining
+from derain.errors import TrainingError
 from derain.train import (
     DataError,
     PairedCrops,
@@ -306,3 +307,28 @@ def test_cpu_step_uses_bf16_only_where_the_cpu_has_it(
     assert seen == [torch.bfloat16 if native_bf16 else torch.float32]
     assert torch.isfinite(terms.total)
     assert terms.total.dtype == torch.float32
+
+
+def _first_loss(run: Path) -> float:
+    return float((run / "log.csv").read_text().splitlines()[1].split(",")[2])
+
+
+def test_the_trainer_adds_the_rain_left_term_when_the_setting_asks(
+    tmp_path: Path, clean_dir: Path
+) -> None:
+    # The same seed, photos, crops and rain: only the setting differs, so the first step's
+    # loss differs by the weighted term (the identity-initialised network returns its input).
+    one = {"synthetic": "heavy", "steps": 1, "val": None}
+    train(_cfg(tmp_path / "plain", clean_dir, **one), log=lambda _: None)
+    tilted = _cfg(tmp_path / "tilted", clean_dir, **one, rain_left_weight=1.0)
+    train(tilted, log=lambda _: None)
+    assert _first_loss(tmp_path / "tilted/run") > _first_loss(tmp_path / "plain/run") + 0.01
+
+
+def test_a_negative_rain_left_weight_is_refused_before_training(
+    tmp_path: Path, clean_dir: Path
+) -> None:
+    bad = _cfg(tmp_path, clean_dir, synthetic="heavy", val=None, rain_left_weight=-1.0)
+    with pytest.raises(TrainingError, match="rain_left_weight"):
+        train(bad, log=lambda _: None)
+    assert not (tmp_path / "run" / "last.safetensors").exists()
