@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -98,12 +99,16 @@ def test_synthetic_run_validates_checkpoints_and_exports(
     assert out.shape == (48, 64, 3) and out.dtype == np.uint8
 
 
+def _losses(run: Path) -> list[float]:
+    """The training loss column of a run's log.csv, step by step."""
+    with open(run / "log.csv", newline="") as f:
+        return [float(row["loss"]) for row in csv.DictReader(f)]
+
+
 def test_paired_run_learns(tmp_path: Path, paired_dir: Path) -> None:
     cfg = _cfg(tmp_path, paired_dir, steps=12, val=str(paired_dir), val_every=12, lr=2e-3)
     result = train(cfg, log=lambda _: None)
-    losses = [
-        float(r.split(",")[2]) for r in (tmp_path / "run/log.csv").read_text().splitlines()[1:]
-    ]
+    losses = _losses(tmp_path / "run")
     assert result.step == 12
     assert np.mean(losses[-3:]) < np.mean(losses[:3])  # the loss goes down on learnable data
 
@@ -309,10 +314,6 @@ def test_cpu_step_uses_bf16_only_where_the_cpu_has_it(
     assert terms.total.dtype == torch.float32
 
 
-def _first_loss(run: Path) -> float:
-    return float((run / "log.csv").read_text().splitlines()[1].split(",")[2])
-
-
 def test_the_trainer_adds_the_rain_left_term_when_the_setting_asks(
     tmp_path: Path, clean_dir: Path
 ) -> None:
@@ -322,7 +323,7 @@ def test_the_trainer_adds_the_rain_left_term_when_the_setting_asks(
     train(_cfg(tmp_path / "plain", clean_dir, **one), log=lambda _: None)
     tilted = _cfg(tmp_path / "tilted", clean_dir, **one, rain_left_weight=1.0)
     train(tilted, log=lambda _: None)
-    assert _first_loss(tmp_path / "tilted/run") > _first_loss(tmp_path / "plain/run") + 0.01
+    assert _losses(tmp_path / "tilted/run")[0] > _losses(tmp_path / "plain/run")[0] + 0.01
 
 
 def test_a_negative_rain_left_weight_is_refused_before_training(
