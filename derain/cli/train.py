@@ -33,6 +33,17 @@ def train_command(
         list[Path] | None,
         typer.Option(help="Paired folder scored during training (repeat for several sets)."),
     ] = None,
+    unlabelled: Annotated[
+        Path | None,
+        typer.Option(
+            help="Real rainy photos without ground truth: distil the --teacher's outputs on "
+            "them (a share of each batch, --set unlabelled_share=0.5)."
+        ),
+    ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="The model whose outputs on --unlabelled are the targets (danet-plus)."),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")] = None,
     recipe: Annotated[
         str, typer.Option(help="Named settings: paper, cpu, or cpu-continue (with --init).")
@@ -94,6 +105,8 @@ def train_command(
                 data=str(data),
                 synthetic=synthetic,
                 val=os.pathsep.join(str(v) for v in val) if val else None,
+                unlabelled=str(unlabelled) if unlabelled else None,
+                teacher=teacher,
                 out=str(out) if out else None,
                 model=model,
                 init=init,

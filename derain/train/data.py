@@ -30,11 +30,14 @@ from .synthetic_torch import BatchRainSynthesizer
 __all__ = [
     "DataError",
     "DeviceBatches",
+    "MixedCrops",
+    "MixedSampler",
     "PairedCrops",
     "StepSampler",
     "SyntheticCrops",
     "augment",
     "build_dataset",
+    "checked_images",
 ]
 
 MAX_REPORTED = 10
@@ -212,22 +215,29 @@ class SyntheticCrops(_CropDataset):
         cls, root: Path, crop: int, preset: str, seed: int = 0, zoom_out: float = 1.0
     ) -> SyntheticCrops:
         """Collect clean photos and check each before training starts."""
-        paths = sorted(iter_images(root, recursive=True))
-        problems = []
-        for path in paths:
-            try:
-                _size(path)
-            except ImageError as exc:
-                problems.append(f"{path.name}: unreadable ({first_line(exc)})")
-        _raise_problems(root, problems)
-        if not paths:
-            raise DataError(f"{root}: no images found")
-        return cls(paths, crop, preset, seed, zoom_out=zoom_out)
+        return cls(checked_images(root), crop, preset, seed, zoom_out=zoom_out)
+
+
+def checked_images(root: Path) -> list[Path]:
+    """The images under ``root``, each checked to decode, before training starts."""
+    if not root.is_dir():
+        raise DataError(f"{root}: training data folder not found")
+    paths = sorted(iter_images(root, recursive=True))
+    problems = []
+    for path in paths:
+        try:
+            _size(path)
+        except ImageError as exc:
+            problems.append(f"{path.name}: unreadable ({first_line(exc)})")
+    _raise_problems(root, problems)
+    if not paths:
+        raise DataError(f"{root}: no images found")
+    return paths
 
 
 def build_dataset(
     data: str, synthetic: str | None, crop: int, seed: int, zoom_out: float = 1.0
-) -> _CropDataset:
+) -> SyntheticCrops | PairedCrops:
     """The dataset a :class:`~derain.train.recipes.TrainConfig` asks for."""
     root = Path(data)
     if not root.is_dir():
@@ -274,6 +284,46 @@ class StepSampler(Sampler[list[tuple[int, int]]]):
         return max(0, self.total_steps - self.start_step)
 
 
+class MixedCrops(Dataset):
+    """Several kinds of crops in one batch: a key ``(part, epoch, index)`` names the kind.
+
+    Distillation mixes synthetic pairs (part 0) with unlabelled photos and their teacher
+    targets (part 1); :class:`MixedSampler` decides how many of each a batch holds.
+    """
+
+    def __init__(self, parts: Sequence[_CropDataset]) -> None:
+        self.parts = list(parts)
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        part, epoch, index = key
+        return self.parts[part][(epoch, index)]
+
+
+@dataclass
+class MixedSampler(Sampler[list[tuple[int, int, int]]]):
+    """One :class:`StepSampler` per part, walked in step: each batch is theirs side by side.
+
+    Each part keeps its own stream of per-epoch permutations (its own seed, its own batch
+    share), so a step's samples stay a pure function of the step and resumes stay exact.
+    """
+
+    samplers: Sequence[StepSampler]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        for batches in zip(*self.samplers, strict=True):
+            yield [(part, *key) for part, batch in enumerate(batches) for key in batch]
+
+    def __len__(self) -> int:
+        return len(self.samplers[0])
+
+    @property
+    def start_step(self) -> int:
+        return self.samplers[0].start_step
+
+
 class DeviceBatches:
     """Synthetic batches made on the training device: no worker processes, no copies.
 
@@ -287,47 +337,92 @@ class DeviceBatches:
     step, so a resume sees the batches an uninterrupted run would (on the same device type:
     these batches are not the NumPy path's, which draws other random numbers).
 
+    With ``unlabelled`` (distillation), each batch also holds that part's samples: the same
+    window and flip/rotation of a photo and its teacher target, drawn as
+    :class:`PairedCrops` draws them, after the synthetic ones.
+
     Args:
         dataset: the checked photos (their paths, crop, preset, seed and zoom-out are used).
         sampler: which (epoch, index) samples each step takes.
         device: where the photos, crops and rain live.
+        unlabelled: unlabelled photos and their targets, with the sampler of their share.
     """
 
-    def __init__(self, dataset: SyntheticCrops, sampler: StepSampler, device: torch.device):
+    def __init__(
+        self,
+        dataset: SyntheticCrops,
+        sampler: StepSampler,
+        device: torch.device,
+        unlabelled: tuple[PairedCrops, StepSampler] | None = None,
+    ):
         self.crop, self.zoom_out, self.seed = dataset.crop, dataset.zoom_out, dataset.seed
         self.sampler, self.device = sampler, device
         self.synth = BatchRainSynthesizer(dataset.synth.params)
-        with ThreadPoolExecutor() as pool:  # Pillow decodes outside the GIL
-            decoded = pool.map(functools.partial(rgb8, min_side=dataset.crop), dataset.paths)
-            self.photos = [_to_tensor(pixels).to(device) for pixels in decoded]
+        self.photos = self._upload(dataset.paths, dataset.crop)
+        self.unlabelled: tuple[list[torch.Tensor], list[torch.Tensor], StepSampler] | None = None
+        self.unlabelled_seed = 0
+        if unlabelled is not None:
+            pairs, unlabelled_sampler = unlabelled
+            rainy = self._upload([p[0] for p in pairs.pairs], pairs.crop)
+            targets = self._upload([p[1] for p in pairs.pairs], pairs.crop)
+            self.unlabelled = (rainy, targets, unlabelled_sampler)
+            self.unlabelled_seed = pairs.seed
         self.gen = torch.Generator(device=device)
+
+    def _upload(self, paths: Sequence[Path], min_side: int) -> list[torch.Tensor]:
+        with ThreadPoolExecutor() as pool:  # Pillow decodes outside the GIL
+            decoded = pool.map(functools.partial(rgb8, min_side=min_side), paths)
+            return [_to_tensor(pixels).to(self.device) for pixels in decoded]
 
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def clean_crop(self, key: tuple[int, int]) -> torch.Tensor:
-        """The float (3, crop, crop) clean crop of one sample, on the device."""
+    def crops(
+        self, images: Sequence[torch.Tensor], key: tuple[int, int], seed: int
+    ) -> list[torch.Tensor]:
+        """The same float (3, crop, crop) window of equally sized images, on the device."""
         epoch, index = key
-        rng = np.random.default_rng([self.seed, epoch, index])
-        photo = self.photos[index]
-        h, w = photo.shape[1:]
+        rng = np.random.default_rng([seed, epoch, index])
+        h, w = images[0].shape[1:]
         side = self.crop
         if self.zoom_out > 1.0:  # as _random_crop draws it
             side = min(int(self.crop * np.exp(rng.uniform(0.0, np.log(self.zoom_out)))), h, w)
         y = int(rng.integers(0, h - side + 1))
         x = int(rng.integers(0, w - side + 1))
-        window = photo[:, y : y + side, x : x + side].float()
-        if side != self.crop:
-            window = torch.nn.functional.interpolate(
-                window[None], size=(self.crop, self.crop), mode="bicubic", antialias=True
-            )[0].clamp_(0, 255)
         k = int(rng.integers(8))
-        window = torch.rot90(window, k % 4, dims=(1, 2))  # as augment() turns an H×W×C array
-        return (window.flip(2) if k >= 4 else window) / 255.0
+        out = []
+        for image in images:
+            window = image[:, y : y + side, x : x + side].float()
+            if side != self.crop:
+                window = torch.nn.functional.interpolate(
+                    window[None], size=(self.crop, self.crop), mode="bicubic", antialias=True
+                )[0].clamp_(0, 255)
+            window = torch.rot90(window, k % 4, dims=(1, 2))  # as augment() turns H×W×C
+            out.append((window.flip(2) if k >= 4 else window) / 255.0)
+        return out
+
+    def clean_crop(self, key: tuple[int, int]) -> torch.Tensor:
+        """The float (3, crop, crop) clean crop of one sample, on the device."""
+        return self.crops([self.photos[key[1]]], key, self.seed)[0]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for step, keys in enumerate(self.sampler, start=self.sampler.start_step):
+        extra = self.unlabelled[2] if self.unlabelled is not None else None
+        steps = (
+            zip(self.sampler, extra, strict=True)
+            if extra is not None
+            else ((keys, []) for keys in self.sampler)
+        )
+        for step, (keys, extra_keys) in enumerate(steps, start=self.sampler.start_step):
             clean = torch.stack([self.clean_crop(key) for key in keys])
             state = np.random.SeedSequence([self.seed, step, self.sampler.rank]).generate_state(1)
             self.gen.manual_seed(int(state[0]))
-            yield self.synth(clean, self.gen), clean
+            rainy = self.synth(clean, self.gen)
+            if self.unlabelled is not None and extra_keys:
+                photos, targets, _ = self.unlabelled
+                pairs = [
+                    self.crops([photos[key[1]], targets[key[1]]], key, self.unlabelled_seed)
+                    for key in extra_keys
+                ]
+                rainy = torch.cat([rainy, torch.stack([p[0] for p in pairs])])
+                clean = torch.cat([clean, torch.stack([p[1] for p in pairs])])
+            yield rainy, clean

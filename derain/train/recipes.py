@@ -38,6 +38,17 @@ class TrainConfig:
         rain_left_weight: weight of :func:`~derain.train.losses.rain_left`, a term not in the
             paper that makes rain left in the output cost more than rain removed too eagerly;
             0 (the default) is the paper's loss.
+        unlabelled: a folder of real rainy photos without ground truth, for distillation: a
+            share of every batch is crops of these photos, with the teacher's output on the
+            same crop as the target (:mod:`derain.train.teacher`); ``None`` turns it off.
+        teacher: the model whose outputs are the unlabelled photos' targets.
+        unlabelled_share: the share of each batch taken from the unlabelled photos (rounded
+            to whole crops; at least one crop of each kind).
+        teacher_passes, teacher_rain_scale, teacher_flips: how a target is made from the
+            teacher (:class:`~derain.train.teacher.TeacherRecipe`): run it this many times,
+            subtract its rain layer this many times, average it over the four mirror images.
+        teacher_cache: where the teacher's outputs are kept; ``None`` is
+            ``$XDG_CACHE_HOME/derain/teacher`` (``~/.cache/derain/teacher``).
         identity_init: zero the two output convolutions so the untrained network returns its
             input, which shortens the start of a small-budget run.
         data_device: where synthetic batches are made: ``host`` (NumPy rain in DataLoader
@@ -75,6 +86,13 @@ class TrainConfig:
     ssim_weight: float = -0.15
     lambda_rsn: float = 1.0
     rain_left_weight: float = 0.0
+    unlabelled: str | None = None
+    teacher: str = "danet-plus"
+    unlabelled_share: float = 0.5
+    teacher_passes: int = 1
+    teacher_rain_scale: float = 1.0
+    teacher_flips: bool = False
+    teacher_cache: str | None = None
     identity_init: bool = False
     workers: int = 4
     val_every: int = 500

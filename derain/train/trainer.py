@@ -27,11 +27,22 @@ from ..pairs import find_pairs
 from ..precision import cpu_has_native_bf16
 from ..weights import create_model, resolve_model, save_pretrained
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import DataError, DeviceBatches, StepSampler, SyntheticCrops, build_dataset
+from .data import (
+    DataError,
+    DeviceBatches,
+    MixedCrops,
+    MixedSampler,
+    PairedCrops,
+    StepSampler,
+    SyntheticCrops,
+    build_dataset,
+    checked_images,
+)
 from .distributed import Dist, init_distributed
 from .losses import DANetLoss, LossTerms
 from .recipes import TrainConfig, lr_at
 from .report import CsvLog, plot_curves, sample_grid
+from .teacher import TeacherRecipe, teacher_targets
 
 __all__ = ["OptimStep", "TrainResult", "train"]
 
@@ -44,6 +55,9 @@ VAL_SAMPLES = 4
 DATA_DEVICES = ("auto", "host", "device")
 #: A time-budgeted run's provisional length until its plan (no step count was asked for).
 UNPLANNED_STEPS = 10**12
+#: Added to the seed for the unlabelled photos' own permutations and crops.
+UNLABELLED_SEED_OFFSET = 7919
+TEACHER_FILE = "teacher.json"
 
 
 @dataclass(frozen=True)
@@ -408,7 +422,9 @@ def _build(
     if not cfg.rain_left_weight >= 0:  # also refuses NaN
         raise TrainingError(f"rain_left_weight {cfg.rain_left_weight}: must be 0 or more")
     run_dir = Path(cfg.out)
+    shares = _batch_shares(cfg, dist)
     dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed, cfg.zoom_out)
+    unlabelled = _unlabelled_pairs(cfg, dist, dev, log) if cfg.unlabelled else None
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
     total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
     if cfg.time_budget and cfg.steps is None:
@@ -465,24 +481,7 @@ def _build(
     if cfg.compile:
         net = cast(torch.nn.Module, torch.compile(net))
     end = total if stop_at is None else min(total, stop_at)
-    sampler = StepSampler(
-        len(dataset), cfg.batch_size, end, cfg.seed, start, dist.rank, dist.world_size
-    )
-    on_device = cfg.data_device == "device" or (cfg.data_device == "auto" and dev.type == "cuda")
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
-    synthetic = dataset if isinstance(dataset, SyntheticCrops) else None
-    if on_device and synthetic is not None:  # every preset has a batched generator
-        batches = DeviceBatches(synthetic, sampler, dev)
-        log(f"data: {len(dataset)} photos cached on {dev}, crops and rain drawn there")
-    else:
-        batches = DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            num_workers=cfg.workers,
-            worker_init_fn=_worker_init if cfg.workers else None,
-            pin_memory=dev.type == "cuda",
-            persistent_workers=False,
-        )
+    batches = _batches(cfg, dist, dev, dataset, unlabelled, shares, (start, end), log)
     stepper = OptimStep(net, optimizer, criterion, dev, cfg.amp, cfg.grad_clip)
     return _Run(
         cfg=cfg,
@@ -508,6 +507,99 @@ def _build(
         stop_at=stop_at,
         fixed_total=fixed_total,
         step=start,
+    )
+
+
+def _batch_shares(cfg: TrainConfig, dist: Dist) -> tuple[int, int]:
+    """Crops per batch of the synthetic pairs and of the unlabelled photos (0 without)."""
+    if not cfg.unlabelled:
+        return cfg.batch_size, 0
+    if not 0 < cfg.unlabelled_share < 1:  # also refuses NaN
+        raise TrainingError(f"unlabelled_share {cfg.unlabelled_share}: use a share between 0 and 1")
+    taken = round(cfg.unlabelled_share * cfg.batch_size)
+    if not 0 < taken < cfg.batch_size:
+        raise TrainingError(
+            f"unlabelled_share {cfg.unlabelled_share} of a batch of {cfg.batch_size} leaves "
+            "no crop of one kind: use a larger batch or a share nearer 0.5"
+        )
+    shares = (cfg.batch_size - taken, taken)
+    if any(n % dist.world_size for n in shares):
+        raise TrainingError(
+            f"the batch's {shares[0]} synthetic and {shares[1]} unlabelled crops do not split "
+            f"over {dist.world_size} GPUs"
+        )
+    return shares
+
+
+def _unlabelled_pairs(
+    cfg: TrainConfig, dist: Dist, dev: torch.device, log: Callable[[str], None]
+) -> PairedCrops:
+    """The unlabelled photos paired with their teacher targets (made once, then cached)."""
+    photos = checked_images(Path(cfg.unlabelled or ""))
+    recipe = TeacherRecipe(cfg.teacher_passes, cfg.teacher_rain_scale, cfg.teacher_flips)
+    cache = Path(cfg.teacher_cache) if cfg.teacher_cache else default_teacher_cache()
+    targets: list[Path] = []
+    key = ""
+    for turn in ("main", "others"):  # the main process fills the cache, the others read it
+        if dist.is_main == (turn == "main"):
+            targets, key = teacher_targets(photos, cfg.teacher, recipe, cache, str(dev), log)
+        dist.barrier()
+    log(
+        f"distillation: {len(photos)} unlabelled photos, targets by {cfg.teacher} ({key}), "
+        f"{cfg.unlabelled_share:g} of each batch"
+    )
+    if dist.is_main:
+        info = {"teacher": cfg.teacher, "key": key, "photos": len(photos), "cache": str(cache)}
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.out) / TEACHER_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    seed = cfg.seed + UNLABELLED_SEED_OFFSET
+    return PairedCrops(
+        list(zip(photos, targets, strict=True)), cfg.crop, seed, cache=True, zoom_out=cfg.zoom_out
+    )
+
+
+def default_teacher_cache() -> Path:
+    """``$XDG_CACHE_HOME/derain/teacher``, or ``~/.cache/derain/teacher``."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "derain" / "teacher"
+
+
+def _batches(
+    cfg: TrainConfig,
+    dist: Dist,
+    dev: torch.device,
+    dataset: SyntheticCrops | PairedCrops,
+    unlabelled: PairedCrops | None,
+    shares: tuple[int, int],
+    steps: tuple[int, int],
+    log: Callable[[str], None],
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """Each step's (rainy, target) batch: on the device, or from DataLoader workers."""
+    start, end = steps
+    rank, world = dist.rank, dist.world_size
+    sampler = StepSampler(len(dataset), shares[0], end, cfg.seed, start, rank, world)
+    part = None
+    if unlabelled is not None:
+        extra = StepSampler(len(unlabelled), shares[1], end, unlabelled.seed, start, rank, world)
+        part = (unlabelled, extra)
+    on_device = cfg.data_device == "device" or (cfg.data_device == "auto" and dev.type == "cuda")
+    if on_device and isinstance(dataset, SyntheticCrops):  # every preset has a batched generator
+        log(f"data: {len(dataset)} photos cached on {dev}, crops and rain drawn there")
+        return DeviceBatches(dataset, sampler, dev, part)
+    if part is not None:
+        mixed = MixedCrops([dataset, part[0]])
+        return _loader(cfg, dev, mixed, MixedSampler([sampler, part[1]]))
+    return _loader(cfg, dev, dataset, sampler)
+
+
+def _loader(cfg: TrainConfig, dev: torch.device, dataset: Any, sampler: Any) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        worker_init_fn=_worker_init if cfg.workers else None,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=False,
     )
 
 
