@@ -31,7 +31,6 @@ photo digest), so a rerun costs only the measures.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -55,7 +54,7 @@ from derain.noreference import (
     streak_energy,
     texture_lost,
 )
-from derain.precision import precision_name
+from derain.output_cache import CachedRunner, file_sha256
 
 CROP = (420, 300)  # width, height of the 1:1 crops
 LABEL_H = 14  # pixels above each crop for its label
@@ -92,30 +91,17 @@ class PhotoScore:
         return self.texture_lost_candidate > self.texture_lost_baseline + TEXTURE_TOLERANCE
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class CachedRunner:
-    """A model's outputs, read from ``cache`` when this weights digest already made them."""
+class CachedModel:
+    """A named model and its outputs, kept per (weights, precision, photo) in ``cache``."""
 
     def __init__(self, model: str, dtype: str, cache: Path | None) -> None:
         self.model = model
         self.runner = Deraining(model, dtype=dtype)
-        self.precision = precision_name(self.runner.dtype)
-        self.key = f"{self.runner.weights_sha256[:16]}-{self.precision}"
-        self.cache = cache / self.key if cache is not None else None
+        self.cached = CachedRunner(self.runner, cache)
+        self.key = self.cached.key
 
     def run(self, image: Image.Image, photo: Path, photo_sha: str) -> Image.Image:
-        if self.cache is None:
-            return self.runner.run(image)
-        path = self.cache / f"{photo.stem}-{photo_sha[:12]}.png"
-        if path.is_file():
-            return open_image(path).convert("RGB")
-        out = self.runner.run(image)
-        self.cache.mkdir(parents=True, exist_ok=True)
-        write_image_atomic(out, path)
-        return out
+        return self.cached.run(photo, image, photo_sha)
 
 
 def shipped_name(runner: Deraining) -> str:
@@ -202,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.photos}: no images", file=sys.stderr)
         return EXIT_ERROR
     try:
-        cand = CachedRunner(args.candidate, args.candidate_dtype or args.dtype, args.cache)
+        cand = CachedModel(args.candidate, args.candidate_dtype or args.dtype, args.cache)
         baseline = args.baseline or shipped_name(cand.runner)
-        base = CachedRunner(baseline, args.dtype, args.cache)
+        base = CachedModel(baseline, args.dtype, args.cache)
     except DerainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

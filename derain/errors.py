@@ -76,6 +76,11 @@ class UsageProblem(DerainError):
     """Arguments that contradict each other (the command line reports them with exit code 2)."""
 
 
+class SettingError(TrainingError, UsageProblem):
+    """A training setting that is malformed, out of range or contradicts another, found before
+    any work (exit code 2 on the command line)."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, or its type's name if it has none."""
     text = str(exc).strip()

@@ -213,3 +213,34 @@ def test_ctrl_c_during_training_is_one_line_and_resumable(clean_dir: Path, tmp_p
     assert stderr.strip() == "derain: error: interrupted"
     _train_to_the_end(clean_dir, out)
     assert load_file(str(out / "last.safetensors")).keys() and _temps(out) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "nonsense=1"], "unknown setting 'nonsense'"),
+        (["--set", "steps=abc"], "steps: expected a whole number, got 'abc'"),
+        (["--set", "lr=fast"], "lr: expected a number, got 'fast'"),
+        (["--set", "steps"], "needs a value"),
+        (["--set", "schedule=foo"], "schedule 'foo': use step or cosine"),
+        (["--set", "data_device=gpu"], "data_device 'gpu'"),
+        (["--set", "rain_left_weight=-1"], "rain_left_weight -1.0: must be 0 or more"),
+        (["--set", "zoom_out=0.5"], "zoom_out 0.5"),
+        (["--set", "batch_size=0"], "batch_size 0: must be 1 or more"),
+        (["--set", "unlabelled_share=2"], "unlabelled_share 2.0"),
+        (["--set", "teacher_passes=0"], "teacher_passes 0"),
+        (["--synthetic", "nosuch"], "synthetic 'nosuch'"),
+        (["--recipe", "nosuch"], "unknown recipe 'nosuch'"),
+        (["--time-budget", "-5m"], "time budget '-5m'"),
+    ],
+)
+def test_malformed_settings_exit_2_before_any_work(
+    tmp_path: Path, clean_dir: Path, args: list[str], message: str
+) -> None:
+    """The documented rule: a malformed or unknown argument is exit code 2, one line."""
+    out = tmp_path / "run"
+    base = ["train", "--data", str(clean_dir), "--out", str(out), "--synthetic", "light"]
+    result = CliRunner().invoke(app, [*base, *args])
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # nothing was started

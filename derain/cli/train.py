@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import DerainError
+from ..errors import DerainError, UsageProblem
 from .common import PlainUsage, Reporter, fatal_errors
 
 
@@ -123,7 +123,7 @@ def train_command(
             cfg = apply_overrides(cfg, {"steps": None})
         cfg = apply_overrides(cfg, setting or [])
     except ValueError as exc:
-        raise DerainError(str(exc)) from None
+        raise UsageProblem(str(exc)) from None
     if show_config:
         for field in dataclasses.fields(cfg):
             typer.echo(f"{field.name} = {getattr(cfg, field.name)!r}")
@@ -165,7 +165,7 @@ def rain_preview_command(
     try:
         written = preview_grid(paths, preset or ["wide"], seed=seed, out_path=out, n=n, crop=crop)
     except ValueError as exc:
-        raise DerainError(str(exc)) from None
+        raise UsageProblem(str(exc)) from None
     typer.echo(f"wrote {written}")
 
 

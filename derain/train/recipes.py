@@ -9,7 +9,17 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RECIPES", "TrainConfig", "apply_overrides", "get_recipe", "lr_at", "parse_duration"]
+from ..errors import SettingError
+
+__all__ = [
+    "RECIPES",
+    "TrainConfig",
+    "apply_overrides",
+    "check_settings",
+    "get_recipe",
+    "lr_at",
+    "parse_duration",
+]
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,11 @@ def _parse(field: dataclasses.Field[Any], text: str) -> Any:
         if text.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"{field.name}: expected true or false, got {text!r}")
-    return base(text)
+    try:
+        return base(text)
+    except ValueError:
+        kind_name = {int: "a whole number", float: "a number"}.get(base, base.__name__)
+        raise ValueError(f"{field.name}: expected {kind_name}, got {text!r}") from None
 
 
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any] | list[str]) -> TrainConfig:
@@ -176,6 +190,45 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any] | list[str]) -> 
             raise ValueError(f"setting {key!r} needs a value: {key}=VALUE")
         values[name] = _parse(fields[name], value) if isinstance(value, str) else value
     return dataclasses.replace(cfg, **values)
+
+
+SCHEDULES = ("step", "cosine")
+DATA_DEVICES = ("auto", "host", "device")
+
+
+def check_settings(cfg: TrainConfig) -> None:
+    """Refuse, before any work, a setting that is out of range or names nothing known.
+
+    Raises:
+        SettingError: one line naming the setting, its value and what it may be.
+    """
+    from .synthetic import PRESETS  # the presets' module is heavy; only training needs it
+
+    positive_ints = ("batch_size", "crop", "epochs", "val_every", "ckpt_every", "log_every")
+    for name in positive_ints:
+        if getattr(cfg, name) < 1:
+            raise SettingError(f"{name} {getattr(cfg, name)}: must be 1 or more")
+    checks: list[tuple[str, bool, str]] = [
+        ("steps", cfg.steps is None or cfg.steps >= 0, "must be 0 or more"),
+        ("time_budget", cfg.time_budget is None or 0 < cfg.time_budget < math.inf, "must be > 0"),
+        ("lr", 0 < cfg.lr < math.inf, "must be a positive number"),
+        ("min_lr", 0 <= cfg.min_lr < math.inf, "must be 0 or more"),
+        ("warmup_steps", cfg.warmup_steps >= 0, "must be 0 or more"),
+        ("workers", cfg.workers >= 0, "must be 0 or more"),
+        ("schedule", cfg.schedule in SCHEDULES, f"use {' or '.join(SCHEDULES)}"),
+        ("data_device", cfg.data_device in DATA_DEVICES, f"use one of {', '.join(DATA_DEVICES)}"),
+        ("synthetic", cfg.synthetic in (None, *PRESETS), f"use one of {', '.join(PRESETS)}"),
+        ("zoom_out", 1 <= cfg.zoom_out < math.inf, "must be a number from 1 (off) up"),
+        ("ema_decay", 0 <= cfg.ema_decay < 1, "must be in [0, 1)"),
+        ("grad_clip", 0 <= cfg.grad_clip < math.inf, "must be 0 (off) or more"),
+        ("rain_left_weight", 0 <= cfg.rain_left_weight < math.inf, "must be 0 or more"),
+        ("unlabelled_share", 0 < cfg.unlabelled_share < 1, "use a share between 0 and 1"),
+        ("teacher_passes", 1 <= cfg.teacher_passes <= 8, "use 1 to 8"),
+        ("teacher_rain_scale", 0 < cfg.teacher_rain_scale <= 4, "use a number in (0, 4]"),
+    ]
+    for name, ok, rule in checks:  # comparisons with NaN are False, so NaN is refused too
+        if not ok:
+            raise SettingError(f"{name} {getattr(cfg, name)!r}: {rule}")
 
 
 def lr_at(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import TrainingError
+from ..errors import SettingError
 from ..inference import Deraining
 from ..output_cache import CachedRunner
 
@@ -46,9 +46,9 @@ class TeacherRecipe:
 
     def __post_init__(self) -> None:
         if not 1 <= self.passes <= 8:
-            raise TrainingError(f"teacher_passes {self.passes}: use 1 to 8")
+            raise SettingError(f"teacher_passes {self.passes}: use 1 to 8")
         if not 0 < self.rain_scale <= 4:  # also refuses NaN
-            raise TrainingError(f"teacher_rain_scale {self.rain_scale}: use a number in (0, 4]")
+            raise SettingError(f"teacher_rain_scale {self.rain_scale}: use a number in (0, 4]")
 
     @property
     def name(self) -> str:

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..devices import resolve_device
-from ..errors import TrainingError
+from ..errors import SettingError, TrainingError
 from ..evaluate import Scored, evaluate
 from ..inference import Deraining
 from ..models.danet import DANet
@@ -40,7 +40,7 @@ from .data import (
 )
 from .distributed import Dist, init_distributed
 from .losses import DANetLoss, LossTerms
-from .recipes import TrainConfig, lr_at
+from .recipes import TrainConfig, check_settings, lr_at
 from .report import CsvLog, plot_curves, sample_grid
 from .teacher import TeacherRecipe, teacher_targets
 
@@ -52,7 +52,6 @@ LOG_COLUMNS = ("step", "lr", "loss", "ssim", "sec_per_step", "val_psnr", "val_ss
 #: Columns after the per-set ones, so logs written before they existed still line up.
 RATE_COLUMNS = ("crops", "crops_per_s")
 VAL_SAMPLES = 4
-DATA_DEVICES = ("auto", "host", "device")
 #: A time-budgeted run's provisional length until its plan (no step count was asked for).
 UNPLANNED_STEPS = 10**12
 #: Added to the seed for the unlabelled photos' own permutations and crops.
@@ -407,20 +406,15 @@ def _build(
     log: Callable[[str], None],
 ) -> _Run:
     """Check the settings, load the data, make (or resume) the model, optimiser and log."""
+    check_settings(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % dist.world_size:
-        raise TrainingError(
+        raise SettingError(
             f"batch size {cfg.batch_size} is not divisible by {dist.world_size} GPUs"
         )
-    if cfg.data_device not in DATA_DEVICES:
-        raise TrainingError(
-            f"data_device {cfg.data_device!r}: use one of {', '.join(DATA_DEVICES)}"
-        )
     if cfg.time_budget and dist.enabled:
-        raise TrainingError("a time budget needs one process: each would plan its own schedule")
-    if not cfg.rain_left_weight >= 0:  # also refuses NaN
-        raise TrainingError(f"rain_left_weight {cfg.rain_left_weight}: must be 0 or more")
+        raise SettingError("a time budget needs one process: each would plan its own schedule")
     run_dir = Path(cfg.out)
     shares = _batch_shares(cfg, dist)
     dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed, cfg.zoom_out)
@@ -514,17 +508,15 @@ def _batch_shares(cfg: TrainConfig, dist: Dist) -> tuple[int, int]:
     """Crops per batch of the synthetic pairs and of the unlabelled photos (0 without)."""
     if not cfg.unlabelled:
         return cfg.batch_size, 0
-    if not 0 < cfg.unlabelled_share < 1:  # also refuses NaN
-        raise TrainingError(f"unlabelled_share {cfg.unlabelled_share}: use a share between 0 and 1")
     taken = round(cfg.unlabelled_share * cfg.batch_size)
     if not 0 < taken < cfg.batch_size:
-        raise TrainingError(
+        raise SettingError(
             f"unlabelled_share {cfg.unlabelled_share} of a batch of {cfg.batch_size} leaves "
             "no crop of one kind: use a larger batch or a share nearer 0.5"
         )
     shares = (cfg.batch_size - taken, taken)
     if any(n % dist.world_size for n in shares):
-        raise TrainingError(
+        raise SettingError(
             f"the batch's {shares[0]} synthetic and {shares[1]} unlabelled crops do not split "
             f"over {dist.world_size} GPUs"
         )
