@@ -33,7 +33,12 @@ def has_glob(spec: str) -> bool:
     return any(c in spec for c in "*?[")
 
 
-def iter_images(root: Path, recursive: bool, exclude: Path | None = None) -> Iterator[Path]:
+def iter_images(
+    root: Path,
+    recursive: bool,
+    exclude: Path | None = None,
+    skipped: list[tuple[Path, str]] | None = None,
+) -> Iterator[Path]:
     """Image and video files under ``root`` in sorted order.
 
     Symlinked folders are followed, but each real folder is visited once, so a link loop ends.
@@ -42,6 +47,9 @@ def iter_images(root: Path, recursive: bool, exclude: Path | None = None) -> Ite
         root: the folder to walk.
         recursive: also walk subfolders.
         exclude: a subfolder to leave out (an output folder inside the input tree).
+        skipped: where to note each entry with an image's name that is there but is not a
+            regular file (a FIFO, a socket, a device) and why; it is not yielded. Broken and
+            looping links are left out without a note, as links are followed.
     """
     seen: set[tuple[int, int]] = set()
     skip = exclude.resolve() if exclude is not None else None
@@ -56,17 +64,36 @@ def iter_images(root: Path, recursive: bool, exclude: Path | None = None) -> Ite
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         for name in sorted(files):
             path = here / name
-            if is_input_name(path) and path.is_file():
+            if not is_input_name(path):
+                continue
+            if path.is_file():
                 yield path
+            elif skipped is not None and path.exists() and not path.is_dir():
+                skipped.append((path, _unreadable(path) or "not a regular file"))
+
+
+#: What a file that is not a regular one is, by its stat type.
+_SPECIAL = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def _unreadable(path: Path) -> str | None:
-    """Why ``path`` cannot be read as a file (a symlink loop, a dangling link…), or ``None``."""
+    """Why ``path`` cannot be read as a file (a symlink loop, a dangling link, a FIFO…), or
+    ``None`` for a regular file."""
     try:
         st = path.stat()
     except OSError as exc:
+        if os.path.islink(path):
+            return f"is a broken symbolic link ({exc.strerror or type(exc).__name__})"
         return exc.strerror or type(exc).__name__
-    return None if stat.S_ISREG(st.st_mode) else "not a regular file"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = next((name for test, name in _SPECIAL if test(st.st_mode)), "not a file")
+    return f"is {kind}, not a regular file" if kind != "not a file" else "not a regular file"
 
 
 def _glob_base(spec: str) -> Path:
@@ -96,9 +123,11 @@ def expand_inputs(
     errors: list[str] = []
 
     def add_folder(folder: Path, prefix: Path) -> int:
-        images = list(iter_images(folder, recursive, exclude))
+        skipped: list[tuple[Path, str]] = []
+        images = list(iter_images(folder, recursive, exclude, skipped))
         found.extend(InputFile(p, prefix / p.relative_to(folder)) for p in images)
-        return len(images)
+        errors.extend(f"{p}: {why}; skipped" for p, why in skipped)
+        return len(images) + len(skipped)
 
     for spec in specs:
         path = Path(spec)
@@ -123,6 +152,8 @@ def expand_inputs(
                     count += 1
             if not count:
                 errors.append(f"{spec}: pattern matches no image files")
+        elif os.path.lexists(path):  # there, but not a folder or a regular file
+            errors.append(f"{spec}: {_unreadable(path) or 'not a regular file'}")
         else:
             errors.append(f"{spec}: no such file or folder")
     return found, errors

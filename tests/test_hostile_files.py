@@ -257,6 +257,30 @@ def test_symlink_loops_in_a_recursive_walk(model_dir: Path, tmp_path: Path) -> N
     assert found == ["a.png", "sub/b.png"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_or_socket_is_named_for_what_it_is(model_dir: Path) -> None:
+    """Round four: a FIFO named x.png was refused with 'no such file or folder'."""
+    import socket
+
+    os.mkfifo("x.png")
+    result = cli("x.png", "-o", "out.png", "--model", model_dir)
+    assert result.exit_code == 1
+    assert (
+        result.stderr.strip() == "derain: error: x.png: is a named pipe (FIFO), not a regular file"
+    )
+    # In a folder: said once, the rest still done.
+    make_image("in/a.png")
+    os.mkfifo("in/p.png")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind("in/s.png")
+        result = cli("in", "-o", "out", "--model", model_dir)
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 1, result.stderr
+    assert "derain: error: in/p.png: is a named pipe (FIFO), not a regular file; skipped" in lines
+    assert "derain: error: in/s.png: is a socket, not a regular file; skipped" in lines
+    assert "done 1, skipped 0, failed 2" in lines and Path("out/a.png").is_file()
+
+
 # --- weights through --model ----------------------------------------------------------------
 # The loaders' checks are in test_weights and test_hub; here: what the command line shows.
 
