@@ -25,83 +25,37 @@ Run:
 Writes ``<out>/<photo>.png`` (the crops) and ``<out>/real_photos.json`` (every number and the
 verdict). Models run at ``--dtype auto`` (bf16 on CPUs with native bf16, fp16 on CUDA, else
 fp32), like ``derain run``; with ``--cache`` each output is kept per (weights digest, precision,
-photo digest), so a rerun costs only the measures.
+photo digest), so a rerun costs only the measures. The measures and the verdict come from
+:mod:`derain.evaluate_real`, the evaluator ``derain eval --real`` uses.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from derain.atomic import atomic_write
 from derain.errors import DerainError
-from derain.imaging import open_image
+from derain.evaluate_real import (
+    CROP,
+    TEXTURE_TOLERANCE,
+    Comparison,
+    PhotoResult,
+    RealEvaluation,
+    compare,
+    evaluate_real,
+)
 from derain.inference import Deraining
 from derain.io_files import iter_images, write_image_atomic
 from derain.models.registry import get_model_info, list_models
-from derain.noreference import (
-    densest_streak_window,
-    rain_left,
-    rain_removed,
-    streak_angle,
-    streak_energy,
-    texture_lost,
-)
-from derain.output_cache import CachedRunner, file_sha256
 
-CROP = (420, 300)  # width, height of the 1:1 crops
 LABEL_H = 14  # pixels above each crop for its label
-#: The clause asks for less rain on at least 15 of the 21 photos: this share of the photos.
-LESS_RAIN_SHARE = 15 / 21
-#: "No worse" texture loss: the candidate's may exceed the baseline's by this much, in [0, 1]
-#: brightness: half a grey level of 255, the smallest difference an 8-bit output can hold
-#: (a visibility bound; the measure's own fp32/bf16 noise is 2e-5, see docs/training.md,
-#: "Real-photo score").
-TEXTURE_TOLERANCE = 0.5 / 255
-
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class PhotoScore:
-    """The measures of one photo for the baseline and the candidate."""
-
-    angle: float
-    crop_xy: tuple[int, int]
-    rain_left_baseline: float
-    rain_left_candidate: float
-    rain_removed_baseline: float
-    rain_removed_candidate: float
-    texture_lost_baseline: float
-    texture_lost_candidate: float
-
-    @property
-    def less_rain(self) -> bool:
-        return self.rain_left_candidate < self.rain_left_baseline
-
-    @property
-    def texture_worse(self) -> bool:
-        return self.texture_lost_candidate > self.texture_lost_baseline + TEXTURE_TOLERANCE
-
-
-class CachedModel:
-    """A named model and its outputs, kept per (weights, precision, photo) in ``cache``."""
-
-    def __init__(self, model: str, dtype: str, cache: Path | None) -> None:
-        self.model = model
-        self.runner = Deraining(model, dtype=dtype)
-        self.cached = CachedRunner(self.runner, cache)
-        self.key = self.cached.key
-
-    def run(self, image: Image.Image, photo: Path, photo_sha: str) -> Image.Image:
-        return self.cached.run(photo, image, photo_sha)
+BASELINE, CANDIDATE = "baseline", "candidate"
 
 
 def shipped_name(runner: Deraining) -> str:
@@ -110,25 +64,6 @@ def shipped_name(runner: Deraining) -> str:
         if get_model_info(name).config == runner.config:
             return name
     raise DerainError(f"{runner.source}: no shipped model has this architecture; give --baseline")
-
-
-def to_float(image: Image.Image) -> np.ndarray:
-    return np.asarray(image, dtype=np.float32) / 255
-
-
-def score_photo(rainy: np.ndarray, base: np.ndarray, cand: np.ndarray) -> PhotoScore:
-    angle = streak_angle(rainy)
-    energy = streak_energy(rainy, angle)
-    return PhotoScore(
-        angle=round(angle, 2),
-        crop_xy=densest_streak_window(rainy, angle, CROP),
-        rain_left_baseline=rain_left(rainy, base, angle, energy),
-        rain_left_candidate=rain_left(rainy, cand, angle, energy),
-        rain_removed_baseline=rain_removed(rainy, base, angle, energy),
-        rain_removed_candidate=rain_removed(rainy, cand, angle, energy),
-        texture_lost_baseline=texture_lost(rainy, base),
-        texture_lost_candidate=texture_lost(rainy, cand),
-    )
 
 
 def side_by_side(images: list[Image.Image], labels: list[str], xy: tuple[int, int]) -> Image.Image:
@@ -144,20 +79,32 @@ def side_by_side(images: list[Image.Image], labels: list[str], xy: tuple[int, in
     return grid
 
 
-def verdict(scores: dict[str, PhotoScore]) -> dict[str, object]:
+def verdict(comparison: Comparison) -> dict[str, object]:
     """The real-photo clause over all scored photos."""
-    n = len(scores)
-    needed = math.ceil(LESS_RAIN_SHARE * n - 1e-9)
-    less = sorted(k for k, s in scores.items() if s.less_rain)
-    worse = sorted(k for k, s in scores.items() if s.texture_worse)
     return {
-        "photos": n,
-        "less_rain_left": len(less),
-        "less_rain_needed": needed,
-        "texture_worse": worse,
+        "photos": comparison.photos,
+        "less_rain_left": len(comparison.less_rain),
+        "less_rain_needed": comparison.needed,
+        "texture_worse": sorted(comparison.texture_worse),
         "texture_tolerance": TEXTURE_TOLERANCE,
-        "pass": n > 0 and len(less) >= needed and not worse,
+        "pass": comparison.passes,
     }
+
+
+def per_photo(evaluation: RealEvaluation) -> dict[str, dict[str, object]]:
+    """Every photo's numbers, in the fields earlier reports had."""
+    rows: dict[str, dict[str, object]] = {}
+    for photo in evaluation.photos:
+        row: dict[str, object] = {"angle": photo.angle, "crop_xy": list(photo.window)}
+        for role in (BASELINE, CANDIDATE):
+            m = photo.measures[role]
+            row |= {
+                f"rain_left_{role}": m.rain_left,
+                f"rain_removed_{role}": m.rain_removed,
+                f"texture_lost_{role}": m.texture_lost,
+            }
+        rows[photo.name] = row
+    return rows
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -188,52 +135,54 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.photos}: no images", file=sys.stderr)
         return EXIT_ERROR
     try:
-        cand = CachedModel(args.candidate, args.candidate_dtype or args.dtype, args.cache)
-        baseline = args.baseline or shipped_name(cand.runner)
-        base = CachedModel(baseline, args.dtype, args.cache)
+        cand = Deraining(args.candidate, dtype=args.candidate_dtype or args.dtype)
+        baseline = args.baseline or shipped_name(cand)
+        base = Deraining(baseline, dtype=args.dtype)
     except DerainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     args.out.mkdir(parents=True, exist_ok=True)
-    labels = ["input", f"baseline {base.model}", f"candidate {cand.model}"]
-    scores: dict[str, PhotoScore] = {}
+    labels = ["input", f"baseline {baseline}", f"candidate {args.candidate}"]
     bad: list[str] = []
-    for path in paths:
-        try:
-            rainy_img = open_image(path).convert("RGB")
-            photo_sha = file_sha256(path)
-            outs = [r.run(rainy_img, path, photo_sha) for r in (base, cand)]
-        except (DerainError, OSError) as exc:
-            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            print(f"error: {message}", file=sys.stderr)
-            bad.append(path.name)
-            continue
-        score = score_photo(to_float(rainy_img), *(to_float(o) for o in outs))
-        scores[path.stem] = score
+
+    def failed(path: Path, exc: DerainError | OSError) -> None:
+        message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+        print(f"error: {message}", file=sys.stderr)
+        bad.append(path.name)
+
+    def done(photo: PhotoResult, outputs: dict[str, Image.Image]) -> None:
+        rainy = Image.open(photo.path).convert("RGB")
+        images = [rainy, outputs[BASELINE], outputs[CANDIDATE]]
         write_image_atomic(
-            side_by_side([rainy_img, *outs], labels, score.crop_xy), args.out / f"{path.stem}.png"
+            side_by_side(images, labels, photo.window), args.out / f"{photo.name}.png"
         )
+        b, c = photo.measures[BASELINE], photo.measures[CANDIDATE]
         print(
-            f"{path.stem:24s} angle {score.angle:6.1f}  rain left "
-            f"{score.rain_left_baseline:.3f} -> {score.rain_left_candidate:.3f}  texture lost "
-            f"{score.texture_lost_baseline:.5f} -> {score.texture_lost_candidate:.5f}",
+            f"{photo.name:24s} angle {photo.angle:6.1f}  rain left "
+            f"{b.rain_left:.3f} -> {c.rain_left:.3f}  texture lost "
+            f"{b.texture_lost:.5f} -> {c.texture_lost:.5f}",
             flush=True,
         )
-    result = verdict(scores)
+
+    evaluation = evaluate_real(
+        [(BASELINE, base), (CANDIDATE, cand)], paths, args.cache, on_photo=done, on_error=failed
+    )
+    comparison = compare(evaluation, BASELINE, CANDIDATE)
+    result = verdict(comparison)
     report = {
-        "baseline": {"model": base.model, "weights": base.key},
-        "candidate": {"model": cand.model, "weights": cand.key},
+        "baseline": {"model": baseline, "weights": evaluation.keys[BASELINE]},
+        "candidate": {"model": args.candidate, "weights": evaluation.keys[CANDIDATE]},
         "verdict": result,
         "unreadable": bad,
-        "per_photo": {k: asdict(s) for k, s in scores.items()},
+        "per_photo": per_photo(evaluation),
     }
     text = json.dumps(report, indent=2) + "\n"
     atomic_write(args.out / "real_photos.json", lambda p: p.write_text(text))
     print(
         f"\nless rain left on {result['less_rain_left']} of {result['photos']} photos "
         f"(needed {result['less_rain_needed']}); texture worse on "
-        f"{len(result['texture_worse'])} (tolerance {TEXTURE_TOLERANCE})"
-        + "".join(f"\n  texture worse: {name}" for name in result["texture_worse"])
+        f"{len(comparison.texture_worse)} (tolerance {TEXTURE_TOLERANCE})"
+        + "".join(f"\n  texture worse: {name}" for name in sorted(comparison.texture_worse))
     )
     if bad:
         print(f"error: {len(bad)} photo(s) unreadable; no verdict", file=sys.stderr)

@@ -10,20 +10,30 @@ recipe that made it), so other weights, another precision or an edited photo nev
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 
+from .atomic import atomic_write
 from .imaging import open_image
 from .inference import Deraining
 from .precision import precision_name
 from .writing import write_image_atomic
 
-__all__ = ["CachedRunner", "file_sha256"]
+__all__ = ["CachedRunner", "default_cache_dir", "file_sha256"]
 
 #: Hex digits of the weights digest in a cache folder's name, and of a photo's in a file's.
 _WEIGHTS_DIGITS, _PHOTO_DIGITS = 16, 12
+
+
+def default_cache_dir(kind: str) -> Path:
+    """``$XDG_CACHE_HOME/derain/<kind>``, or ``~/.cache/derain/<kind>``."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "derain" / kind
 
 
 def file_sha256(path: str | Path) -> str:
@@ -71,6 +81,21 @@ class CachedRunner:
         sha = photo_sha or file_sha256(photo)
         return self.folder / f"{photo.stem}-{sha[:_PHOTO_DIGITS]}.png"
 
+    def is_cached(self, photo: Path, photo_sha: str | None = None) -> bool:
+        """Whether the output of ``photo`` is in the cache."""
+        path = self.path_for(photo, photo_sha)
+        return path is not None and path.is_file()
+
+    def seconds(self, photo: Path, photo_sha: str | None = None) -> float | None:
+        """How long making the cached output of ``photo`` took, when it was recorded."""
+        path = self.path_for(photo, photo_sha)
+        if path is None:
+            return None
+        try:
+            return float(json.loads(path.with_suffix(".json").read_text())["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):  # not recorded, or unreadable
+            return None
+
     def run(
         self, photo: Path, image: Image.Image | None = None, photo_sha: str | None = None
     ) -> Image.Image:
@@ -79,9 +104,12 @@ class CachedRunner:
         path = self.path_for(photo, photo_sha)
         if path is not None and path.is_file():
             return open_image(path).convert("RGB")
+        tick = time.perf_counter()
         out = self._make(self.runner, rgb)
         if path is not None:
+            took = json.dumps({"seconds": round(time.perf_counter() - tick, 4)})
             write_image_atomic(out, path)
+            atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(took + "\n"))
         return out
 
     def ensure(self, photo: Path) -> Path:

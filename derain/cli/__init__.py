@@ -36,7 +36,7 @@ _TOP_LEVEL_OPTIONS = frozenset(
 #: `derain --version` never import torch.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "Derain images: files, folders, globs, or - for a pipe."),
-    "eval": ("eval", "Score a model on a paired folder: mean PSNR / SSIM."),
+    "eval": ("eval", "Score models: PSNR / SSIM on pairs, or rain left on real photos."),
     "models": ("models", "List the models, their weights and scores."),
     "train": ("train", "Train or fine-tune DANet."),
     "rain-preview": ("train", "Write a grid of clean | synthetic-rain pairs."),

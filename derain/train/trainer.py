@@ -23,6 +23,7 @@ from ..errors import SettingError, TrainingError
 from ..evaluate import Scored, evaluate
 from ..inference import Deraining
 from ..models.danet import DANet
+from ..output_cache import default_cache_dir
 from ..pairs import find_pairs
 from ..precision import cpu_has_native_bf16
 from ..weights import create_model, resolve_model, save_pretrained
@@ -529,7 +530,7 @@ def _unlabelled_pairs(
     """The unlabelled photos paired with their teacher targets (made once, then cached)."""
     photos = checked_images(Path(cfg.unlabelled or ""))
     recipe = TeacherRecipe(cfg.teacher_passes, cfg.teacher_rain_scale, cfg.teacher_flips)
-    cache = Path(cfg.teacher_cache) if cfg.teacher_cache else default_teacher_cache()
+    cache = Path(cfg.teacher_cache) if cfg.teacher_cache else default_cache_dir("teacher")
     targets: list[Path] = []
     key = ""
     for turn in ("main", "others"):  # the main process fills the cache, the others read it
@@ -548,12 +549,6 @@ def _unlabelled_pairs(
     return PairedCrops(
         list(zip(photos, targets, strict=True)), cfg.crop, seed, cache=True, zoom_out=cfg.zoom_out
     )
-
-
-def default_teacher_cache() -> Path:
-    """``$XDG_CACHE_HOME/derain/teacher``, or ``~/.cache/derain/teacher``."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "derain" / "teacher"
 
 
 def _batches(
