@@ -281,6 +281,23 @@ def test_a_fifo_or_socket_is_named_for_what_it_is(model_dir: Path) -> None:
     assert "done 1, skipped 0, failed 2" in lines and Path("out/a.png").is_file()
 
 
+def test_names_with_a_newline_or_undecodable_bytes_stay_one_line_each(model_dir: Path) -> None:
+    """Round four: a name holding a newline printed its 'wrote' line across two lines."""
+    make_image("in/a\nb.png")
+    make_image(os.fsdecode(b"in/bad\xff.png"), seed=1)
+    make_image("in/c.png", seed=2)
+    result = cli("in", "-o", "out", "--model", model_dir)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "wrote out/a\\nb.png",
+        "wrote out/bad\\xff.png",
+        "wrote out/c.png",
+        "done 3, skipped 0, failed 0",
+    ]
+    assert Path("out/a\nb.png").is_file() and Path(os.fsdecode(b"out/bad\xff.png")).is_file()
+
+
 # --- weights through --model ----------------------------------------------------------------
 # The loaders' checks are in test_weights and test_hub; here: what the command line shows.
 

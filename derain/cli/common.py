@@ -70,6 +70,33 @@ class PlainUsage(TyperCommand):
         return pieces
 
 
+#: Characters a message line never shows raw: C0 controls, DEL, and the line separators.
+_UNSHOWN = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def one_line(text: str) -> str:
+    """``text`` with what would break or fake a line escaped, as ``ls -b`` shows names.
+
+    A file name may hold a newline or a carriage return, and a name that is not valid UTF-8
+    arrives with surrogate escapes (``\\udcff`` for the byte 0xff): each is shown as an escape,
+    so every message stays one line and a log can be parsed a line per file.
+
+    Example:
+        >>> one_line("wrote out/a\\nb.png") == "wrote out/a\\\\nb.png"
+        True
+    """
+    out = text.translate(_UNSHOWN)
+    if any("\udc80" <= c <= "\udcff" for c in out):
+        out = "".join(f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c for c in out)
+    return out
+
+
 class Reporter:
     """Human output on stderr, so stdout stays free for image bytes and tables."""
 
@@ -80,8 +107,9 @@ class Reporter:
         self.console = Console(stderr=True, highlight=False, emoji=False)
 
     def _line(self, text: str) -> None:
-        # soft_wrap keeps each message on one line whatever the terminal width.
-        self.console.print(text, markup=False, soft_wrap=True)
+        # soft_wrap keeps each message on one line whatever the terminal width; one_line
+        # keeps a file name's newline or undecodable byte from breaking it.
+        self.console.print(one_line(text), markup=False, soft_wrap=True)
 
     def error(self, message: str, exc: BaseException | None = None) -> None:
         """Print ``derain: error: <message>`` (after the traceback with ``--debug``)."""
