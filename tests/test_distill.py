@@ -208,7 +208,7 @@ def test_mixed_batches_hold_both_kinds_with_aligned_pairs(tmp_path: Path) -> Non
         pairs.append((tmp_path / f"p{i}.png", tmp_path / f"t{i}.png"))
     clean = sorted(tmp_path.glob("p*.png"))
     synthetic = SyntheticCrops(clean, 32, "light", seed=0)
-    unlabelled = PairedCrops(pairs, 32, seed=9, cache=True)
+    unlabelled = PairedCrops(pairs, 32, seed=9, cache=True, upright=True)
     sampler = MixedSampler([StepSampler(3, 3, 5, seed=0), StepSampler(3, 1, 5, seed=9)])
     data = MixedCrops([synthetic, unlabelled])
     for keys in sampler:
@@ -271,3 +271,23 @@ def test_the_student_learns_the_teacher(tmp_path: Path, folders: dict[str, Path]
     after = _distance_to_teacher(tmp_path / "student", folders)
     without = _distance_to_teacher(tmp_path / "control-student", folders)
     assert after < 0.5 * before and after < 0.5 * without, (before, after, without)
+
+
+def test_unlabelled_crops_are_never_laid_flat(tmp_path: Path) -> None:
+    """Real rain stays upright: no 90° turn of an unlabelled crop, unless asked for."""
+    ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8)[None, :, None], (64, 1, 3))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    pair = [(tmp_path / "ramp.png", tmp_path / "ramp.png")]
+
+    def laid_flat(upright: bool) -> int:
+        crops = PairedCrops(pair, 32, seed=1, upright=upright)
+        flat = 0
+        for i in range(40):
+            rainy, _ = crops[(i, 0)]
+            across_rows = float((rainy[:, 1:, :] - rainy[:, :-1, :]).abs().mean())
+            across_cols = float((rainy[:, :, 1:] - rainy[:, :, :-1]).abs().mean())
+            flat += across_rows > across_cols  # the ramp now runs down the crop: turned 90°
+        return flat
+
+    assert laid_flat(upright=True) == 0
+    assert laid_flat(upright=False) > 5  # all 8 turns: about half are 90° or 270°

@@ -51,11 +51,12 @@ HELP = """Score models on a paired folder (PSNR / SSIM) or on real rainy photos 
 
 The folder given to --data holds rain/ + norain/ (or input/ + target/), with images paired by
 file name: mean PSNR / SSIM on the Y channel, the paper's protocol. The folder given to --real
-holds rainy photos without clean twins: each model's rain left along the photo's streaks (lower is better), the
-texture it lost (blur, halos) and its time per megapixel; with several -m, how often each one
-leaves less rain than the first. --report writes one HTML file with the 1:1 crops to look at.
-Outputs on real photos are cached (--cache), so adding a model reruns only that model. A file
-that cannot be scored is reported and skipped; the exit code is then 1.
+holds rainy photos without clean twins: each model's rain left along the photo's streaks
+(lower is better), the texture it lost (blur, halos) and its time per megapixel; with several
+-m, how often each one leaves less rain than the first. --report writes one HTML file with
+the 1:1 crops to look at. Outputs on real photos are cached (--cache), so adding a model
+reruns only that model. A file that cannot be scored is reported and skipped; the exit code
+is then 1.
 """
 
 #: Models scored when no -m is given.

@@ -41,6 +41,15 @@ __all__ = [
 ]
 
 MAX_REPORTED = 10
+#: The flips/rotations (``augment``'s k) that keep a streak upright: none, 180°, and the two
+#: mirror images. Real rain cannot be taken off a photo and put back upright after a turn, as
+#: synthetic rain is, so unlabelled photos are only turned by these (a 90° turn lays it flat).
+UPRIGHT = (0, 2, 4, 6)
+
+
+def _draw_turn(rng: np.random.Generator, upright: bool) -> int:
+    """One ``augment`` k: any of the 8, or one of :data:`UPRIGHT`."""
+    return UPRIGHT[int(rng.integers(len(UPRIGHT)))] if upright else int(rng.integers(8))
 
 
 class DataError(TrainingError):
@@ -142,9 +151,11 @@ class PairedCrops(_CropDataset):
         seed: int = 0,
         cache: bool = False,
         zoom_out: float = 1.0,
+        upright: bool = False,
     ) -> None:
         super().__init__(crop, seed, cache, zoom_out)
         self.pairs = list(pairs)
+        self.upright = upright
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -155,7 +166,7 @@ class PairedCrops(_CropDataset):
         rainy, clean = self._image(rain_path, self.crop), self._image(clean_path, self.crop)
         windows = _random_crop([rainy, clean], self.crop, rng, self.zoom_out)
         rainy, clean = (_to_float(c) for c in windows)
-        k = int(rng.integers(8))
+        k = _draw_turn(rng, self.upright)
         return _to_tensor(augment(rainy, k)), _to_tensor(augment(clean, k))
 
     @classmethod
@@ -360,13 +371,13 @@ class DeviceBatches:
         self.synth = BatchRainSynthesizer(dataset.synth.params)
         self.photos = self._upload(dataset.paths, dataset.crop)
         self.unlabelled: tuple[list[torch.Tensor], list[torch.Tensor], StepSampler] | None = None
-        self.unlabelled_seed = 0
+        self.unlabelled_seed, self.unlabelled_upright = 0, False
         if unlabelled is not None:
             pairs, unlabelled_sampler = unlabelled
             rainy = self._upload([p[0] for p in pairs.pairs], pairs.crop)
             targets = self._upload([p[1] for p in pairs.pairs], pairs.crop)
             self.unlabelled = (rainy, targets, unlabelled_sampler)
-            self.unlabelled_seed = pairs.seed
+            self.unlabelled_seed, self.unlabelled_upright = pairs.seed, pairs.upright
         self.gen = torch.Generator(device=device)
 
     def _upload(self, paths: Sequence[Path], min_side: int) -> list[torch.Tensor]:
@@ -378,7 +389,7 @@ class DeviceBatches:
         return len(self.sampler)
 
     def crops(
-        self, images: Sequence[torch.Tensor], key: tuple[int, int], seed: int
+        self, images: Sequence[torch.Tensor], key: tuple[int, int], seed: int, upright: bool = False
     ) -> list[torch.Tensor]:
         """The same float (3, crop, crop) window of equally sized images, on the device."""
         epoch, index = key
@@ -389,7 +400,7 @@ class DeviceBatches:
             side = min(int(self.crop * np.exp(rng.uniform(0.0, np.log(self.zoom_out)))), h, w)
         y = int(rng.integers(0, h - side + 1))
         x = int(rng.integers(0, w - side + 1))
-        k = int(rng.integers(8))
+        k = _draw_turn(rng, upright)
         out = []
         for image in images:
             window = image[:, y : y + side, x : x + side].float()
@@ -420,7 +431,12 @@ class DeviceBatches:
             if self.unlabelled is not None and extra_keys:
                 photos, targets, _ = self.unlabelled
                 pairs = [
-                    self.crops([photos[key[1]], targets[key[1]]], key, self.unlabelled_seed)
+                    self.crops(
+                        [photos[key[1]], targets[key[1]]],
+                        key,
+                        self.unlabelled_seed,
+                        self.unlabelled_upright,
+                    )
                     for key in extra_keys
                 ]
                 rainy = torch.cat([rainy, torch.stack([p[0] for p in pairs])])

@@ -57,6 +57,8 @@ class TrainConfig:
         teacher_passes, teacher_rain_scale, teacher_flips: how a target is made from the
             teacher (:class:`~derain.train.teacher.TeacherRecipe`): run it this many times,
             subtract its rain layer this many times, average it over the four mirror images.
+        unlabelled_upright: turn unlabelled crops only in the ways that keep rain upright
+            (none, 180°, the two mirror images); ``False`` draws all 8 flips/rotations.
         teacher_cache: where the teacher's outputs are kept; ``None`` is
             ``$XDG_CACHE_HOME/derain/teacher`` (``~/.cache/derain/teacher``).
         identity_init: zero the two output convolutions so the untrained network returns its
@@ -103,6 +105,7 @@ class TrainConfig:
     teacher_rain_scale: float = 1.0
     teacher_flips: bool = False
     teacher_cache: str | None = None
+    unlabelled_upright: bool = True
     identity_init: bool = False
     workers: int = 4
     val_every: int = 500

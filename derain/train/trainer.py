@@ -546,8 +546,9 @@ def _unlabelled_pairs(
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         (Path(cfg.out) / TEACHER_FILE).write_text(json.dumps(info, indent=2) + "\n")
     seed = cfg.seed + UNLABELLED_SEED_OFFSET
+    pairs = list(zip(photos, targets, strict=True))
     return PairedCrops(
-        list(zip(photos, targets, strict=True)), cfg.crop, seed, cache=True, zoom_out=cfg.zoom_out
+        pairs, cfg.crop, seed, cache=True, zoom_out=cfg.zoom_out, upright=cfg.unlabelled_upright
     )
 
 
