@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from ._defaults import DEFAULT_MODEL
 from .discovery import InputFile, derained_path, expand_inputs, has_glob
 from .errors import (
     ImageError,
@@ -351,7 +352,7 @@ class ModelOptions:
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
     """
 
-    model: str = "danet"
+    model: str = DEFAULT_MODEL
     device: str = "auto"
     tile: str = "auto"
     overlap: int = DEFAULT_OVERLAP

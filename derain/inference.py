@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from ._defaults import DEFAULT_MODEL
 from ._version import __version__
 from .devicepath import download, upload
 from .devices import resolve_device
@@ -118,7 +119,7 @@ class Deraining:
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | DANet | OnnxModel | Engine = "danet",
+        model: str | os.PathLike[str] | DANet | OnnxModel | Engine = DEFAULT_MODEL,
         device: str | torch.device = "auto",
         dtype: torch.dtype | str | None = "auto",
         tile: TileRequest | str = "auto",

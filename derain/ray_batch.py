@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ._defaults import DEFAULT_MODEL
 from .batch import (
     BatchCounts,
     BatchEvents,
@@ -111,7 +112,7 @@ class RaySettings:
         threads: torch threads and CPUs per CPU actor (default 1).
     """
 
-    model: str = "danet"
+    model: str = DEFAULT_MODEL
     device: str = "auto"
     tile: str = "auto"
     overlap: int = DEFAULT_OVERLAP

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from .._defaults import DEFAULT_MODEL
 from ..atomic import atomic_write
 from ..errors import DerainError, OutputError, UsageProblem
 from ..evaluate import Scored
@@ -60,7 +61,7 @@ is then 1.
 """
 
 #: Models scored when no -m is given.
-DEFAULT_MODELS = ("danet",)
+DEFAULT_MODELS = (DEFAULT_MODEL,)
 
 
 def _write(path: Path, text: str) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .._defaults import DEFAULT_MODEL
 from ..arrow_files import is_uri
 from ..batch import (
     STDIO,
@@ -120,7 +121,7 @@ def run(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace outputs that exist.")
     ] = False,
-    model: ModelOpt = "danet",
+    model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "auto",
     tile: TileOpt = "auto",
     overlap: OverlapOpt = DEFAULT_OVERLAP,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from .._defaults import DEFAULT_MODEL
 from .common import (
     DebugOpt,
     DeviceOpt,
@@ -176,7 +177,7 @@ def serve(
             ) from None
 
         loaded = load_models(
-            model or ["danet"],
+            model or [DEFAULT_MODEL],
             lambda spec: load_deraining(spec, device, tile, overlap, False, precision),
         )
         engine = Engine(loaded, WorkerPool(workers, queue), quality)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._defaults import DEFAULT_MODEL
 from ..errors import ModelNotFoundError
 from .danet import DANetConfig
 
 __all__ = [
+    "DEFAULT_MODEL",
     "VALIDATION_SETS",
     "ModelInfo",
     "PretrainedWeights",
@@ -41,11 +43,17 @@ class PretrainedWeights:
         sha256: digest of that file, checked on every load; ``None`` while none is shipped.
         scores: measured score per validation set (see :data:`VALIDATION_SETS`), as on the
             model card; a test re-measures them when the sets are at hand.
+        real_rain_left: mean rain left on the 21 real rainy photos the project judges its
+            weights with (``derain eval --real``; lower is better), at the default precision.
+        seconds_per_mp: the same run's time per megapixel on the 2-core CPU of the
+            benchmarks (bf16), to compare variants with each other.
     """
 
     filename: str
     sha256: str | None = None
     scores: tuple[tuple[str, Score], ...] = ()
+    real_rain_left: float | None = None
+    seconds_per_mp: float | None = None
 
     def score(self, validation_set: str) -> Score | None:
         """The recorded score on ``validation_set``, or None."""
@@ -79,6 +87,8 @@ _MODELS: dict[str, ModelInfo] = {
                     ("RainH-dev", Score(22.99, 0.7094)),
                     ("Rain13K-dev", Score(26.28, 0.8309)),
                 ),
+                real_rain_left=0.661,
+                seconds_per_mp=0.98,
             ),
         ),
         ModelInfo(
@@ -94,6 +104,8 @@ _MODELS: dict[str, ModelInfo] = {
                     ("RainH-dev", Score(23.06, 0.7154)),
                     ("Rain13K-dev", Score(26.16, 0.8300)),
                 ),
+                real_rain_left=0.597,
+                seconds_per_mp=1.42,
             ),
         ),
     )
