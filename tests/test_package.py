@@ -81,3 +81,16 @@ def test_registry_does_not_import_the_weights_loader() -> None:
     code = "import sys, derain.models.registry\nprint('derain.weights' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
+
+
+def test_the_version_has_one_source() -> None:
+    """pyproject reads the version from derain/_version.py; the installed metadata agrees."""
+    import importlib.metadata
+
+    from derain import __version__
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert importlib.metadata.version("derain") == __version__
