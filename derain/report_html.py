@@ -29,7 +29,6 @@ class Column:
 
     title: str
     decimals: int = 3
-    lower_is_better: bool = True
 
 
 @dataclass

@@ -177,8 +177,8 @@ def _paired_report(
 
     labels = list(summaries)
     short = short_labels(labels)
-    columns = [Column(f"PSNR {short[m]}", 2, lower_is_better=False) for m in labels]
-    columns += [Column(f"SSIM {short[m]}", 4, lower_is_better=False) for m in labels]
+    columns = [Column(f"PSNR {short[m]}", 2) for m in labels]
+    columns += [Column(f"SSIM {short[m]}", 4) for m in labels]
     rows = []
     for name, pair in crops.items():
         values: dict[str, float | None] = {f"PSNR {short[m]}": pair.psnr.get(m) for m in labels}
@@ -202,6 +202,16 @@ def _paired_report(
     )
 
 
+def _real_means(evaluation: RealEvaluation, model: str) -> list[str]:
+    """A model's mean rain left, mean texture lost and s/MP, as the table and report show."""
+    speed = evaluation.seconds_per_megapixel(model)
+    return [
+        f"{evaluation.mean(model, 'rain_left'):.3f}",
+        f"{evaluation.mean(model, 'texture_lost'):.5f}",
+        f"{speed:.2f}" if speed is not None else "–",
+    ]
+
+
 def _real_report(
     folder: Path,
     evaluation: RealEvaluation,
@@ -221,18 +231,7 @@ def _real_report(
             values[f"texture lost {short[m]}"] = photo.measures[m].texture_lost
         shown = [(short.get(label, label), crop) for label, crop in crops.get(photo.name, [])]
         rows.append(ReportRow(photo.name, values, shown))
-    summary = []
-    for m in evaluation.models:
-        speed = evaluation.seconds_per_megapixel(m)
-        summary.append(
-            [
-                short[m],
-                m,
-                f"{evaluation.mean(m, 'rain_left'):.3f}",
-                f"{evaluation.mean(m, 'texture_lost'):.5f}",
-                f"{speed:.2f}" if speed is not None else "–",
-            ]
-        )
+    summary = [[short[m], m, *_real_means(evaluation, m)] for m in evaluation.models]
     notes = [
         *comparisons,
         "Rain left: the output's energy of thin bright streaks along the photo's rain, as a "
@@ -443,13 +442,7 @@ def _evaluate_real(
     for column in ("model", "rain left", "texture lost", "s / MP"):
         table.add_column(column, justify="right")
     for name in names:
-        speed = evaluation.seconds_per_megapixel(name)
-        table.add_row(
-            name,
-            f"{evaluation.mean(name, 'rain_left'):.3f}",
-            f"{evaluation.mean(name, 'texture_lost'):.5f}",
-            f"{speed:.2f}" if speed is not None else "–",
-        )
+        table.add_row(name, *_real_means(evaluation, name))
     console = Console()
     console.print(table)
     lines = [compare(evaluation, names[0], other).line() for other in names[1:]]

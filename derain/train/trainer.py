@@ -533,10 +533,11 @@ def _unlabelled_pairs(
     cache = Path(cfg.teacher_cache) if cfg.teacher_cache else default_cache_dir("teacher")
     targets: list[Path] = []
     key = ""
-    for turn in ("main", "others"):  # the main process fills the cache, the others read it
-        if dist.is_main == (turn == "main"):
-            targets, key = teacher_targets(photos, cfg.teacher, recipe, cache, str(dev), log)
-        dist.barrier()
+    if dist.is_main:  # the main process fills the cache first; the others then read it
+        targets, key = teacher_targets(photos, cfg.teacher, recipe, cache, str(dev), log)
+    dist.barrier()
+    if not dist.is_main:
+        targets, key = teacher_targets(photos, cfg.teacher, recipe, cache, str(dev), log)
     log(
         f"distillation: {len(photos)} unlabelled photos, targets by {cfg.teacher} ({key}), "
         f"{cfg.unlabelled_share:g} of each batch"
