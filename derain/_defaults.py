@@ -3,8 +3,8 @@
 __all__ = ["DEFAULT_MODEL"]
 
 #: The model used when none is named (``Deraining()``, ``derain``, ``derain serve``). The
-#: evidence, version 3: ``danet`` has the higher mean over the validation sets (28.01 against
-#: 27.96 dB) and runs 1.45× faster on a CPU; ``danet-plus`` leaves less rain on all 21 real
-#: photos (0.597 against 0.661) with the same texture loss: the documented choice for real
-#: rain when time allows (README, "Which model").
+#: evidence (``danet`` version 4, ``danet-plus`` version 3): ``danet`` has the higher mean over
+#: the validation sets (28.05 against 27.96 dB) and runs 1.45× faster on a CPU; ``danet-plus``
+#: leaves a little less rain on the 21 real photos (0.597 against 0.616) with the same texture
+#: loss: the documented choice for real rain when time allows (README, "Which model").
 DEFAULT_MODEL = "danet"
