@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +126,31 @@ def save_pretrained(
     metadata = {"format": "pt", "derain": json.dumps(config, sort_keys=True)}
     weights_path = directory / WEIGHTS_NAME
     atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-    config["sha256"] = sha256_of(weights_path)
+    _write_config(directory, config, weights_path)
+    return weights_path
+
+
+def copy_pretrained(
+    model: DANet,
+    weights_file: str | os.PathLike[str],
+    directory: str | os.PathLike[str],
+    variant: str | None = None,
+) -> Path:
+    """:func:`save_pretrained` with the bytes of ``model``'s own weights file, so its sha256
+    stays the one recorded elsewhere (safetensors does not write its header in a fixed order,
+    so saving the same tensors again can give another digest)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights_path = directory / WEIGHTS_NAME
+    atomic_write(weights_path, lambda tmp: shutil.copyfile(weights_file, tmp))
+    _write_config(directory, _config_dict(model, variant), weights_path)
+    return weights_path
+
+
+def _write_config(directory: Path, config: dict[str, Any], weights_path: Path) -> None:
+    config = {**config, "sha256": sha256_of(weights_path)}
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     atomic_write(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return weights_path
 
 
 def _config_from(raw: dict[str, Any], source: str) -> DANetConfig:

@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rain-preview": ("train", "Write a grid of clean | synthetic-rain pairs."),
     "serve": ("serve", "Serve the HTTP API and a web page."),
     "export": ("export", "Export a model to ONNX for ONNX Runtime."),
+    "export-hub": ("export", "Write a folder to upload to the Hugging Face Hub."),
 }
 
 
