@@ -20,14 +20,13 @@ from pathlib import Path
 from .atomic import atomic_write
 from .errors import UsageProblem
 from .models.registry import VALIDATION_SETS, ModelInfo, get_model_info
-from .sources import parse_source, resolve_model
+from .sources import parse_source, resolve_model, shipped_file
 from .weight_files import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     copy_pretrained,
     save_pretrained,
     sha256_of,
-    shipped_weights_dir,
 )
 
 __all__ = ["CARD_NAME", "HubFolder", "export_hub", "model_card"]
@@ -41,13 +40,22 @@ _OWN_FILES = frozenset({WEIGHTS_NAME, CONFIG_NAME, CARD_NAME})
 
 @dataclass(frozen=True)
 class HubFolder:
-    """What :func:`export_hub` wrote."""
+    """What :func:`export_hub` wrote: the folder and the weights' sha256."""
 
     folder: Path
-    weights: Path
-    config: Path
-    card: Path
     sha256: str
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / WEIGHTS_NAME
+
+    @property
+    def config(self) -> Path:
+        return self.folder / CONFIG_NAME
+
+    @property
+    def card(self) -> Path:
+        return self.folder / CARD_NAME
 
 
 def _card_header() -> str:
@@ -216,10 +224,8 @@ def export_hub(
         raise UsageProblem(f"{folder}: is the model being exported; choose another folder")
     info = get_model_info(parsed.value) if parsed.kind == "registry" else None
     model, described = resolve_model(source)
-    folder.mkdir(parents=True, exist_ok=True)
     if info is not None:  # the shipped bytes, so the digest is the registry's
-        shipped = shipped_weights_dir() / info.weights.filename
-        weights = copy_pretrained(model, shipped, folder, variant=info.name)
+        weights = copy_pretrained(model, shipped_file(info), folder, variant=info.name)
     else:
         weights = save_pretrained(model, folder, variant=_variant(folder, source))
     digest = sha256_of(weights)
@@ -229,8 +235,8 @@ def export_hub(
         info=info,
         source=described,
     )
-    card = atomic_write(folder / CARD_NAME, lambda tmp: tmp.write_text(card_text, "utf-8"))
-    return HubFolder(folder, weights, folder / CONFIG_NAME, card, digest)
+    atomic_write(folder / CARD_NAME, lambda tmp: tmp.write_text(card_text, "utf-8"))
+    return HubFolder(folder, digest)
 
 
 def _variant(folder: Path, source: str | os.PathLike[str]) -> str:

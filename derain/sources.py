@@ -128,7 +128,7 @@ def resolve_model(source: str | os.PathLike[str], sha256: str | None = None) -> 
     parsed = parse_source(source)
     if parsed.kind == "registry":
         info = get_model_info(parsed.value)
-        check_sha256(shipped_weights_dir() / info.weights.filename, sha256)
+        check_sha256(shipped_file(info), sha256)
         return load_shipped(info), f"{parsed.value} (shipped weights)"
     if parsed.kind == "hub":
         net = load_from_hub(parsed.value, parsed.revision, os.fspath(source), sha256)
@@ -148,9 +148,14 @@ def resolve_model(source: str | os.PathLike[str], sha256: str | None = None) -> 
     raise ModelNotFoundError(f"{path}: no such file or folder")
 
 
+def shipped_file(info: ModelInfo) -> Path:
+    """Where the installed package keeps a registry entry's weights file."""
+    return shipped_weights_dir() / info.weights.filename
+
+
 def load_shipped(info: ModelInfo) -> DANet:
     """The pretrained weights of a registry entry, from inside the installed package."""
-    path = shipped_weights_dir() / info.weights.filename
+    path = shipped_file(info)
     if info.weights.sha256 is None or not path.is_file():
         raise WeightsNotAvailableError(
             f"no pretrained weights for {info.name!r} are shipped in this version of derain; "

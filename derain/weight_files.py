@@ -140,7 +140,6 @@ def copy_pretrained(
     stays the one recorded elsewhere (safetensors does not write its header in a fixed order,
     so saving the same tensors again can give another digest)."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / WEIGHTS_NAME
     atomic_write(weights_path, lambda tmp: shutil.copyfile(weights_file, tmp))
     _write_config(directory, _config_dict(model, variant), weights_path)
