@@ -21,7 +21,7 @@ import torch
 from _common import add_common_args, save_section, setup, time_interleaved
 
 from derain import Deraining, export_onnx
-from derain.onnx_model import OnnxModel
+from derain.engines.onnx import OnnxModel
 
 #: Sizes of the agreement check: one square, one not (both multiples of 16).
 CHECK_SIZES = ((256, 256), (192, 320))

@@ -24,8 +24,8 @@ from _common import (
 from torch.utils.flop_counter import FlopCounterMode
 
 from derain import create_model
+from derain.engines.precision import precision_name, resolve_dtype
 from derain.inference import Deraining
-from derain.precision import precision_name, resolve_dtype
 
 
 def count_gmacs(model: torch.nn.Module, size: int) -> float:

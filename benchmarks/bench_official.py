@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from _common import add_common_args, save_section, setup, time_interleaved
 
 from derain import create_model
+from derain.engines.precision import precision_name
 from derain.inference import Deraining
-from derain.precision import precision_name
 
 #: Modules the authors' DANet.py imports but their repository does not ship.
 MISSING_MODULES = {

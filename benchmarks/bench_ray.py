@@ -27,8 +27,8 @@ from PIL import Image
 import derain
 from derain import create_model
 from derain.batch import BatchRunner, plan_jobs
-from derain.imaging import open_image
-from derain.io_files import encode_image
+from derain.io import encode_image
+from derain.io.imaging import open_image
 from derain.ray_batch import RaySettings
 
 

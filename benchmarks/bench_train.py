@@ -38,7 +38,7 @@ from _common import add_common_args, save_section, setup, time_runs
 from PIL import Image
 
 from derain import create_model
-from derain.io_files import iter_images
+from derain.io import iter_images
 from derain.train.data import DeviceBatches, StepSampler, SyntheticCrops
 from derain.train.losses import DANetLoss
 from derain.train.trainer import OptimStep, _ema_update

@@ -29,8 +29,8 @@ from _common import Contention, add_common_args, results_path, save_section, set
 from PIL import Image
 
 from derain import Deraining, create_model
+from derain.io.video import Deflicker
 from derain.train.synthetic import RainSynthesizer
-from derain.video import Deflicker
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rocket_clean.png"
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}

@@ -41,8 +41,8 @@ import torch
 from _common import RESULTS_DIR, machine_info, machine_slug, sync, time_runs
 
 from derain import Deraining
-from derain.evaluate import evaluate
-from derain.pairs import find_pairs
+from derain.scoring.evaluate import evaluate
+from derain.scoring.pairs import find_pairs
 
 MODELS = ("danet", "danet-plus")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -143,7 +143,7 @@ def correctness(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def _read(path: Path) -> Any:
-    from derain.imaging import rgb8
+    from derain.io.imaging import rgb8
 
     return rgb8(path)
 
@@ -293,7 +293,7 @@ def onnx(args: argparse.Namespace, device: torch.device) -> dict:
     providers = ort.get_available_providers()
     if device.type == "cuda" and "CUDAExecutionProvider" not in providers:
         return {"skipped": f"no CUDA provider in this onnxruntime ({providers})"}
-    from derain.onnx_model import export_onnx
+    from derain.engines.onnx import export_onnx
 
     h, w = (64, 64) if args.tiny else (1080, 1920)
     warmup, runs = runs_for(h * w, args.tiny)

@@ -1,8 +1,8 @@
 """Real-photo check: does a candidate leave less rain than a baseline, without losing texture?
 
 Real rain has no ground truth, so each photo is judged with the no-reference measures of
-:mod:`derain.noreference`, on the luminance, along the photo's own streak direction (found on
-the rainy input):
+:mod:`derain.scoring.noreference`, on the luminance, along the photo's own streak
+direction (found on the rainy input):
 
 - **rain left**: the output's energy of thin, bright structures along the streaks, as a share of
   the input's (lower is better); **rain removed**, the same for input − output, is reported too;
@@ -26,7 +26,7 @@ Writes ``<out>/<photo>.png`` (the crops) and ``<out>/real_photos.json`` (every n
 verdict). Models run at ``--dtype auto`` (bf16 on CPUs with native bf16, fp16 on CUDA, else
 fp32), like ``derain run``; with ``--cache`` each output is kept per (weights digest, precision,
 photo digest), so a rerun costs only the measures. The measures and the verdict come from
-:mod:`derain.evaluate_real`, the evaluator ``derain eval --real`` uses.
+:mod:`derain.scoring.evaluate_real`, the evaluator ``derain eval --real`` uses.
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ from PIL import Image, ImageDraw
 
 from derain.atomic import atomic_write
 from derain.errors import DerainError
-from derain.evaluate_real import (
+from derain.inference import Deraining
+from derain.io import iter_images, write_image_atomic
+from derain.models.registry import get_model_info, list_models
+from derain.scoring.evaluate_real import (
     CROP,
     TEXTURE_TOLERANCE,
     Comparison,
@@ -49,9 +52,6 @@ from derain.evaluate_real import (
     compare,
     evaluate_real,
 )
-from derain.inference import Deraining
-from derain.io_files import iter_images, write_image_atomic
-from derain.models.registry import get_model_info, list_models
 
 LABEL_H = 14  # pixels above each crop for its label
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2

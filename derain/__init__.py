@@ -7,9 +7,10 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from . import _moved
+from ._lazy import lazy_names
 from ._version import __version__
 from .errors import (
     DerainError,
@@ -30,7 +31,7 @@ _LAZY = {
     "DerainResult": "inference",
     "Deraining": "inference",
     "create_model": "weights",
-    "export_onnx": "onnx_model",
+    "export_onnx": "engines.onnx",
     "get_model_info": "models",
     "list_models": "models",
     "load_file": "weights",
@@ -38,22 +39,12 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .engines.onnx import export_onnx
     from .inference import Deraining, DerainResult
     from .models import DANet, DANetConfig, DANetOutput, get_model_info, list_models
-    from .onnx_model import export_onnx
     from .weights import create_model, load_file, save_pretrained
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'derain' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+_moved.install()
 
 
 __all__ = [
@@ -77,3 +68,5 @@ __all__ = [
     "load_file",
     "save_pretrained",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)

@@ -83,7 +83,17 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None or not _same(exc.filename, tmp):
+            raise
+        # name the file asked for, never the hidden temp (the errno picks the subclass)
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _same(name: object, tmp: Path) -> bool:
+    return isinstance(name, (str, bytes, os.PathLike)) and os.fsdecode(name) == os.fspath(tmp)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from ._defaults import DEFAULT_MODEL
-from .discovery import InputFile, derained_path, expand_inputs, has_glob
 from .errors import (
     ImageError,
     ModelNotFoundError,
@@ -31,12 +30,14 @@ from .errors import (
     describe,
     first_line,
 )
-from .files import Files, LocalFiles
-from .imaging import open_image
+from .io.animation import ANIMATED_FORMATS, Animation
+from .io.discovery import InputFile, derained_path, expand_inputs, has_glob
+from .io.files import Files, LocalFiles
+from .io.imaging import open_frames
+from .io.suffixes import VIDEO_SUFFIXES, is_input_name, is_video_name
+from .io.writing import encode_image, output_format
 from .record import RunRecord
-from .suffixes import VIDEO_SUFFIXES, is_input_name, is_video_name
 from .tiling import DEFAULT_OVERLAP, TileProgress, parse_tile
-from .writing import encode_image, output_format
 
 if TYPE_CHECKING:
     from .inference import Deraining, LayerRequest
@@ -61,6 +62,10 @@ STDIO = "-"
 _LAYER_SUFFIXES = ("_rain", "_mask")
 
 
+#: Image suffixes FFmpeg reads as a stream of timed frames, so they may be written as videos.
+GIF_SUFFIXES = frozenset({".gif"})
+
+
 @dataclass(frozen=True)
 class Job:
     """One image or video to derain.
@@ -83,8 +88,13 @@ class Job:
 
     @property
     def is_video(self) -> bool:
-        """Whether the input is a video (derained frame by frame into a video)."""
-        return self.source is not None and is_video_name(self.source.path)
+        """Whether the job derains frame by frame into a video: a video, or an animated GIF
+        written to a video name (FFmpeg reads GIF frames with their timing)."""
+        if self.source is None:
+            return False
+        path = self.source.path
+        to_video = self.target is not None and is_video_name(self.target)
+        return is_video_name(path) or (to_video and path.suffix.lower() in GIF_SUFFIXES)
 
     def outputs(self) -> list[Path]:
         """Every file this job writes."""
@@ -133,6 +143,11 @@ def _check_format(job: Job) -> None:
         try:
             output_format(job.target)
         except OutputError as exc:
+            if is_video_name(job.target):  # an animation other than GIF into a video
+                raise UsageProblem(
+                    f"{job.target}: only videos and GIFs become videos; write {job.name} to "
+                    f"an image (its frames are kept in .gif, .webp, .png, .tiff)"
+                ) from None
             raise UsageProblem(str(exc)) from None
 
 
@@ -293,7 +308,7 @@ def plan_file_system_jobs(
             output that would overwrite an input.
         DerainError: a file system that cannot be opened.
     """
-    from .arrow_files import ArrowFiles, is_uri, list_images, resolve
+    from .io.arrow import ArrowFiles, is_uri, list_images, resolve
 
     in_files: Files = LocalFiles()
     in_arrow: ArrowFiles | None = None
@@ -377,7 +392,7 @@ class ModelOptions:
 
 @dataclass(frozen=True)
 class VideoSettings:
-    """How videos of a batch are written (see :func:`derain.video.derain_video`)."""
+    """How videos of a batch are written (see :func:`derain.io.video.derain_video`)."""
 
     codec: str | None = None
     crf: int | None = None
@@ -437,12 +452,12 @@ class DerainedImage:
         image: the derained picture.
         rain, mask: the layers, when asked for.
         meta: ``icc_profile``, ``exif`` (from the input) and ``made_by`` (the run record), the
-            keywords :func:`derain.writing.encode_image` and the writers take.
+            keywords :func:`derain.io.writing.encode_image` and the writers take.
     """
 
-    image: Image.Image
-    rain: Image.Image | None
-    mask: Image.Image | None
+    image: Image.Image | Animation
+    rain: Image.Image | Animation | None
+    mask: Image.Image | Animation | None
     meta: dict[str, Any]
 
     @property
@@ -466,7 +481,7 @@ class DerainedImage:
 
 def derain_image(
     deraining: Deraining,
-    image: Image.Image,
+    image: Image.Image | Animation,
     *,
     layers: LayerRequest = False,
     progress: TileProgress | None = None,
@@ -477,12 +492,15 @@ def derain_image(
 
     Args:
         deraining: the model.
-        image: the input, as :func:`derain.imaging.open_image` read it.
+        image: the input, as :func:`derain.io.imaging.open_frames` read it (an animation:
+            every frame, ``progress`` then counting frames).
         layers: also compute the rain layer and mask (``True``: raw, ``"view"``: scaled).
         progress: called as ``progress(done, total)`` after each tile.
         record: the run record to write (default: ``deraining.record``).
     """
     made_by = (record or deraining.record).format()
+    if isinstance(image, Animation):
+        return _derain_frames(deraining, image, layers, progress, made_by)
     meta = {"icc_profile": image.info.get("icc_profile"), "exif": image.getexif()}
     meta["made_by"] = made_by
     if not layers:
@@ -491,11 +509,57 @@ def derain_image(
     return DerainedImage(result.image, result.rain, result.mask, meta)
 
 
-def _read_stdin() -> Image.Image:
+def _derain_frames(
+    deraining: Deraining,
+    animation: Animation,
+    layers: LayerRequest,
+    progress: TileProgress | None,
+    made_by: str,
+) -> DerainedImage:
+    """Every frame of ``animation`` derained (``progress`` counts frames, not tiles)."""
+    images, rains, masks = [], [], []
+    for done, frame in enumerate(animation.frames, start=1):
+        if layers:
+            result = deraining.run(frame, return_layers=layers)
+            images.append(result.image)
+            rains.append(result.rain)
+            masks.append(result.mask)
+        else:
+            images.append(deraining.run(frame))
+        if progress is not None:
+            progress(done, len(animation))
+    meta = {k: animation.info.get(k) for k in ("icc_profile", "exif")}
+    meta["made_by"] = made_by
+    if not layers:
+        return DerainedImage(animation.with_frames(images), None, None, meta)
+    rain, mask = animation.with_frames(rains), animation.with_frames(masks)
+    return DerainedImage(animation.with_frames(images), rain, mask, meta)
+
+
+def check_holds_frames(animation: Animation, name: str, target: Path) -> None:
+    """Refuse to write an animation into a format that holds one picture (JPEG, BMP…).
+
+    Raises:
+        OutputError: one line naming the input, its frame count and the formats that keep
+            every frame, with an ``-o`` that would.
+    """
+    fmt = output_format(target)
+    if fmt in ANIMATED_FORMATS:
+        return
+    keep = target.with_suffix(ANIMATED_FORMATS.get(animation.format, ".gif"))
+    video = f", or -o {target.with_suffix('.mp4')} for a video" if animation.format == "GIF" else ""
+    raise OutputError(
+        f"{name}: animated image of {len(animation)} frames, and {target} ({fmt}) holds one "
+        f"picture: write -o {keep} to keep every frame (GIF, WebP, PNG and TIFF hold "
+        f"frames){video}"
+    )
+
+
+def _read_stdin() -> Image.Image | Animation:
     data = sys.stdin.buffer.read()
     if not data:
         raise ImageError("<stdin>: no image data on standard input")
-    return open_image(data, "<stdin>")
+    return open_frames(data, "<stdin>")
 
 
 class BatchRunner:
@@ -535,7 +599,7 @@ class BatchRunner:
         return self._deraining
 
     def _process_video(self, job: Job) -> None:
-        from .video import Deflicker
+        from .io.video import Deflicker
 
         assert job.source is not None and job.target is not None
         self.deraining().run_video(
@@ -549,12 +613,13 @@ class BatchRunner:
             record=self.record_for(job),
         )
 
-    def record_for(self, job: Job) -> RunRecord:
-        """The run record of ``job``'s outputs: the model's, with the input's identity."""
+    def record_for(self, job: Job, frames: int = 0) -> RunRecord:
+        """The run record of ``job``'s outputs: the model's, with the input's identity and,
+        for an animated input, its number of frames."""
         record = self.deraining().record
         if job.source is None:
             return record
-        return record.for_input(self.inputs.identity(job.source.path))
+        return record.for_input(self.inputs.identity(job.source.path), frames)
 
     def process(self, job: Job) -> None:
         """Derain ``job`` and write its outputs (atomically)."""
@@ -563,9 +628,13 @@ class BatchRunner:
         if job.is_video:
             self._process_video(job)
             return
-        image = self.inputs.open_image(job.source.path) if job.source else _read_stdin()
+        image = self.inputs.open_frames(job.source.path) if job.source else _read_stdin()
+        frames = len(image) if isinstance(image, Animation) else 0
+        if isinstance(image, Animation) and job.target is not None:
+            check_holds_frames(image, job.name, job.target)
         layers: LayerRequest = "view" if job.layers is not None else False
-        progress, record = self.events.tiles, self.record_for(job)
+        progress = self.events.frames if frames else self.events.tiles
+        record = self.record_for(job, frames)
         out = derain_image(deraining, image, layers=layers, progress=progress, record=record)
         if job.target is None:
             own = image.format if image.format in Image.SAVE else None
@@ -588,7 +657,8 @@ class BatchRunner:
         recorded = self.outputs.read_made_by(job.target)
         if recorded is None:
             return None
-        reason = self.record_for(job).why_redo(RunRecord.parse(recorded))
+        frames = 0 if job.source is None else self.inputs.frame_count(job.source.path)
+        reason = self.record_for(job, frames).why_redo(RunRecord.parse(recorded))
         return None if reason is None else f"redoing {job.target}: {reason} ({recorded})"
 
     def run(self, jobs: Sequence[Job], counts: BatchCounts) -> None:

@@ -19,16 +19,11 @@ These are pure tensor functions, apart from the engine (:class:`derain.Deraining
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import DerainError, DerainWarning
-
-__all__ = ["FAST_MODES", "FixedShapeForward", "download", "quantize", "upload"]
+__all__ = ["download", "quantize", "upload"]
 
 #: The largest 8-bit value: uint8 pixels are divided by it going up, multiplied coming back.
 UINT8_MAX = 255
@@ -72,45 +67,3 @@ def download(out: Tensor, as_uint8: bool) -> np.ndarray:
     else:
         out[:, :3].clamp_(0.0, 1.0)
     return out[0].permute(1, 2, 0).contiguous().cpu().numpy()
-
-
-#: ``Deraining.compile`` modes: ``"compile"`` (kernels fused by ``torch.compile``) and
-#: ``"graphs"`` (the same, replayed as CUDA graphs: ``mode="reduce-overhead"``).
-FAST_MODES = {"compile": "default", "graphs": "reduce-overhead"}
-
-
-class FixedShapeForward:
-    """The network compiled for the input shapes it meets, with the eager network as fallback.
-
-    Worth it where the same shape comes back many times (video frames, a folder of same-size
-    photos, fixed tiles): a shape runs eagerly the first time and compiles the second time it
-    comes (a one-off shape never pays for compiling), later calls run the compiled code. Any
-    failure (no compiler for this platform, a graph break the backend refuses) warns once and
-    falls back to the eager network for good, so opting in never breaks a run.
-    """
-
-    def __init__(self, net: torch.nn.Module, mode: str) -> None:
-        if mode not in FAST_MODES:
-            raise DerainError(f"unknown fast path {mode!r}; use {' or '.join(FAST_MODES)}")
-        self.net, self.mode = net, mode
-        self.compiled: Any = torch.compile(net, mode=FAST_MODES[mode], dynamic=False)
-        #: Why the fast path was given up (``None`` while it runs).
-        self.failed: str | None = None
-        self._seen: set[tuple[int, ...]] = set()
-
-    def __call__(self, x: Tensor) -> Any:
-        shape = tuple(x.shape)
-        if shape not in self._seen:
-            self._seen.add(shape)
-        elif self.failed is None:
-            try:
-                return self.compiled(x)
-            except Exception as exc:  # a backend's own errors: fall back, never fail the run
-                first = (str(exc).strip().splitlines() or [""])[0]
-                self.failed = f"{type(exc).__name__}: {first}"
-                warnings.warn(
-                    f"torch.compile ({self.mode}) failed, running eagerly: {self.failed}",
-                    DerainWarning,
-                    stacklevel=2,
-                )
-        return self.net(x)

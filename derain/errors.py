@@ -87,12 +87,37 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _named_first_line(exc: BaseException) -> str:
+    """:func:`first_line`, except that a message that starts with the name of a file whose
+    name holds a line break keeps that name whole (the line ends after the problem)."""
+    text = str(exc).strip()
+    if len(text.splitlines()) < 2:
+        return first_line(exc)
+    name = _leading_name(text)
+    if name and name != name.splitlines()[0]:
+        return name + (text[len(name) :].splitlines() or [""])[0]
+    return first_line(exc)
+
+
+def _leading_name(text: str) -> str | None:
+    """The longest prefix of ``text`` ending before a ``": "`` that names an existing path."""
+    end = text.rfind(": ")
+    while end > 0:
+        if os.path.lexists(text[:end]):
+            return text[:end]
+        end = text.rfind(": ", 0, end)
+    return None
+
+
 def describe(exc: BaseException, subject: str | None = None) -> str:
-    """One line for an error: ``<file>: <problem>``, prefixing ``subject`` if not named."""
+    """One line for an error: ``<file>: <problem>``, prefixing ``subject`` if not named.
+
+    A file name holding a line break stays whole (the command line escapes it when it prints).
+    """
     if isinstance(exc, OSError) and not isinstance(exc, DerainError) and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     else:
-        text = first_line(exc)
+        text = _named_first_line(exc)
         if not isinstance(exc, (DerainError, OSError)):
             text = f"unexpected {type(exc).__name__}: {text} (run with --debug for a traceback)"
     # "./x.onnx" is named by a message that starts with "x.onnx" (a Path drops the "./").

@@ -19,11 +19,12 @@ from torch import Tensor
 from ._defaults import DEFAULT_MODEL
 from ._version import __version__
 from .devicepath import download, upload
-from .devices import resolve_device
 from .engines import Engine, load_engine
+from .engines.base import ModelArgument
+from .engines.precision import precision_name
 from .errors import DerainError, ImageError
-from .imaging import Decoded, decode, open_image
-from .precision import precision_name
+from .io.imaging import Decoded, decode, open_image
+from .models.weight_files import save_pretrained
 from .record import RunRecord
 from .tiling import (
     DEFAULT_OVERLAP,
@@ -35,22 +36,18 @@ from .tiling import (
     parse_tile,
     run_tiled,
 )
-from .weight_files import save_pretrained, tensors_sha256
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from .io.video import Deflicker, VideoOptions
     from .models.danet import DANet, DANetConfig
-    from .onnx_model import OnnxModel
-    from .video import Deflicker, VideoOptions
 
 __all__ = [
     "DEFAULT_OVERLAP",
     "MIN_TILE",
     "DerainResult",
     "Deraining",
-    "resolve_device",
-    "tensors_sha256",
 ]
 
 T = TypeVar("T")
@@ -93,15 +90,15 @@ class Deraining:
         model: a registry name (``"danet"``, ``"danet-plus"``: weights shipped in the package,
             no network), ``"hf-hub:owner/repo[@revision]"``, a local ``.safetensors`` file or
             folder, or a :class:`DANet` instance (copied: the caller's model is not changed).
-            The grammar of these sources is :func:`derain.sources.parse_source`. A path to an
-            exported ``.onnx`` file (or a :class:`derain.onnx_model.OnnxModel`) runs with ONNX
+            The grammar of these sources is :func:`derain.models.sources.parse_source`. A path to an
+            exported ``.onnx`` file (or a :class:`derain.engines.onnx.OnnxModel`) runs with ONNX
             Runtime, in float32. An :class:`derain.engines.Engine` already loaded is used as it
             is (see :mod:`derain.engines` for the engines and how to add one).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (ONNX: ``auto``, ``cpu``,
             ``cuda``, ``cuda:N``).
         dtype: compute precision: ``"auto"`` (bf16 on CPUs with native bf16, fp16 on CUDA,
-            fp32 elsewhere; see :mod:`derain.precision`), ``"fp32"``, ``"bf16"``, ``"fp16"`` or
-            a torch dtype.
+            fp32 elsewhere; see :mod:`derain.engines.precision`), ``"fp32"``, ``"bf16"``,
+            ``"fp16"`` or a torch dtype.
         tile: tile side in pixels, ``"auto"`` (from the device's memory) or ``None`` (never tile).
         overlap: pixels shared by neighbouring tiles.
         sha256: the expected hex digest of the weights file (``config.json`` of a folder that
@@ -119,7 +116,7 @@ class Deraining:
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | DANet | OnnxModel | Engine = DEFAULT_MODEL,
+        model: ModelArgument = DEFAULT_MODEL,
         device: str | torch.device = "auto",
         dtype: torch.dtype | str | None = "auto",
         tile: TileRequest | str = "auto",
@@ -157,11 +154,6 @@ class Deraining:
     def model(self) -> DANet | None:
         """The PyTorch network (``None`` when an engine without one runs, e.g. ONNX)."""
         return self.engine.network
-
-    @property
-    def onnx(self) -> OnnxModel | None:
-        """The ONNX Runtime model when an ``.onnx`` file runs (``None`` otherwise)."""
-        return getattr(self.engine, "onnx_model", None)
 
     @property
     def weights_sha256(self) -> str:
@@ -209,12 +201,10 @@ class Deraining:
 
     @functools.cached_property
     def _memory_cost(self) -> MemoryCost:
-        """What a run costs in device memory: measured once (CUDA), estimated for ONNX."""
-        if self.onnx is not None:
-            return MemoryCost.estimate(self.config.channels)
+        """What a run costs in device memory, as the engine tells (measured once on CUDA)."""
         with torch.inference_mode():
             forward = lambda x: self._forward_tile(x, with_layers=True)  # noqa: E731
-            return MemoryCost.measure(forward, self.device, self.size_multiple)
+            return self.engine.memory_cost(forward)
 
     def tile_size(self) -> int | None:
         """The tile side used for the next run (``None``: whole images)."""
@@ -239,7 +229,7 @@ class Deraining:
         return self
 
     def _forward_tile(self, x: Tensor, with_layers: bool) -> Tensor:
-        outs = self.engine.forward(x.to(self.device, non_blocking=True), with_layers)
+        outs = self.engine.forward(x.to(self.engine.input_device, non_blocking=True), with_layers)
         parts = [outs[0].float()]
         if with_layers:
             size = x.shape[-2:]
@@ -250,9 +240,9 @@ class Deraining:
     def _run_rgb(
         self, rgb: np.ndarray, with_layers: bool, progress: TileProgress | None
     ) -> np.ndarray:
-        # One upload, all arithmetic where the network runs, one download (derain.devicepath);
-        # ONNX Runtime takes host arrays and does its own copies.
-        x = upload(rgb, torch.device("cpu") if self.onnx is not None else self.device)
+        # One upload to where the engine takes its input, all arithmetic there, one download
+        # (derain.devicepath).
+        x = upload(rgb, self.engine.input_device)
         plan = self.tile_plan(rgb.shape[:2])
         while True:
             try:
@@ -384,12 +374,12 @@ class Deraining:
 
         Args:
             frames: PIL images or H×W×3 uint8 RGB arrays, in order.
-            deflicker: optional temporal smoothing (:class:`derain.video.Deflicker`).
+            deflicker: optional temporal smoothing (:class:`derain.io.video.Deflicker`).
 
         Yields:
             Each derained frame, of the kind, size and mode it came in.
         """
-        from .video import derain_frames
+        from .io.video import derain_frames
 
         return derain_frames(self, frames, deflicker=deflicker)
 
@@ -404,9 +394,9 @@ class Deraining:
         Keeps size, timestamps (variable frame rate too), rotation, pixel aspect and colour
         tags; copies the audio untouched; writes atomically. The keyword options (``rain``,
         ``codec``, ``crf``, ``deflicker``, ``progress``, ``record``) are those of
-        :func:`derain.video.derain_video`.
+        :func:`derain.io.video.derain_video`.
         """
-        from .video import derain_video
+        from .io.video import derain_video
 
         return derain_video(self, src, dst, **options)
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from PIL import Image
 
 from .atomic import atomic_write
-from .imaging import open_image
+from .engines.precision import precision_name
 from .inference import Deraining
-from .precision import precision_name
-from .writing import write_image_atomic
+from .io.imaging import open_image
+from .io.writing import write_image_atomic
 
 __all__ = ["CachedRunner", "default_cache_dir", "file_sha256"]
 

@@ -10,7 +10,7 @@ writes its images with the batch runner (:class:`derain.batch.BatchRunner`), ato
 (:mod:`derain.atomic`), so a worker that dies leaves either a complete output or none; Ray
 Data restarts the actor and retries its task. A file that fails comes back as a one-line
 error and the job goes on. Inputs and outputs may also be on any file system pyarrow opens
-(``s3://``, ``gs://``, ``hdfs://``, ``file://``): see :mod:`derain.arrow_files`.
+(``s3://``, ``gs://``, ``hdfs://``, ``file://``): see :mod:`derain.io.arrow`.
 
 Needs ``pip install "derain[ray]"``.
 """
@@ -37,13 +37,14 @@ from .batch import (
     BatchRunner,
     Job,
     ModelOptions,
+    Plan,
     plan_file_system_jobs,
     plan_jobs,
     select_jobs,
 )
-from .discovery import InputFile
 from .errors import DerainError, describe, first_line
-from .files import Files
+from .io.discovery import InputFile
+from .io.files import Files
 from .tiling import DEFAULT_OVERLAP
 
 __all__ = ["RayInterrupted", "RayReport", "RaySettings", "derain_with_ray", "map_deraining"]
@@ -232,7 +233,7 @@ def map_deraining(
     Returns:
         A lazy dataset with one row per input: ``source`` and ``error`` (empty when it worked).
     """
-    from .arrow_files import ArrowFiles
+    from .io.arrow import ArrowFiles
 
     inputs = ArrowFiles(input_filesystem) if input_filesystem is not None else None
     outputs = ArrowFiles(output_filesystem) if output_filesystem is not None else None
@@ -310,56 +311,99 @@ def derain_with_ray(
         DerainError: Ray is not installed or cannot be reached, a file system cannot be
             opened, or the arguments contradict each other (as in ``derain run``).
     """
-    from .arrow_files import is_uri
-
     settings = settings or RaySettings()
     start = time.perf_counter()
     specs = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    specs = [os.fspath(s) for s in specs]
-    out = os.fspath(output)
-    given = input_filesystem is not None or output_filesystem is not None
-    in_files = out_files = None
-    if given or is_uri(out) or any(is_uri(s) for s in specs):
-        plan, in_files, out_files = plan_file_system_jobs(
-            specs, out, recursive, save_rain, input_filesystem, output_filesystem
-        )
-    else:
-        if not out.endswith(("/", os.sep)) and not Path(out).is_dir():
-            out += os.sep  # always a folder, even for one input file
-        plan = plan_jobs(specs, out, recursive, save_rain)
+    plan, in_files, out_files = _plan(
+        [os.fspath(s) for s in specs],
+        os.fspath(output),
+        recursive,
+        save_rain,
+        input_filesystem,
+        output_filesystem,
+    )
     report = RayReport()
     lines = _Lines(report, on_error)
     for line in plan.errors:
         lines.failed(line)
-    counts = BatchCounts()
-    # The driver loads the model only if outputs exist (to see which model made them).
-    runner = _runner(settings, in_files, out_files, lines)
-    todo = select_jobs(plan.jobs, runner, overwrite, counts)
-    report.skipped = counts.skipped
-    del runner
+    todo = _todo(plan.jobs, settings, in_files, out_files, lines, overwrite)
     if todo:
         ray = _import_ray()
         with _connected(ray, address, quiet):
             report.workers = _pool(ray, settings)[0]
             dataset = ray.data.from_items(_rows(todo), override_num_blocks=len(todo))
             results = _map(ray, dataset, settings, in_files, out_files)
-            targets = {str(job.source.path): str(job.target) for job in todo if job.source}
-            ended = 0
-            try:
-                for row in results.iter_rows():
-                    ended += 1
-                    if row["error"]:
-                        lines.failed(row["error"])
-                        continue
-                    report.done += 1
-                    if on_wrote is not None:
-                        on_wrote(targets.get(row["source"], row["source"]))
-            except KeyboardInterrupt:
-                report.not_done = len(todo) - ended
-                report.seconds = time.perf_counter() - start
-                raise RayInterrupted(report) from None
+            _collect(results, todo, lines, on_wrote, start)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _plan(
+    specs: list[str],
+    out: str,
+    recursive: bool,
+    save_rain: bool,
+    input_filesystem: Any,
+    output_filesystem: Any,
+) -> tuple[Plan, Files | None, Files | None]:
+    """The jobs (and planning errors), with the file systems of the inputs and outputs.
+
+    Local paths are planned as ``derain run`` plans them, into a folder even for one input
+    file; URIs or given file systems through pyarrow (``None``: local files).
+    """
+    from .io.arrow import is_uri
+
+    given = input_filesystem is not None or output_filesystem is not None
+    if given or is_uri(out) or any(is_uri(s) for s in specs):
+        return plan_file_system_jobs(
+            specs, out, recursive, save_rain, input_filesystem, output_filesystem
+        )
+    if not out.endswith(("/", os.sep)) and not Path(out).is_dir():
+        out += os.sep  # always a folder, even for one input file
+    return plan_jobs(specs, out, recursive, save_rain), None, None
+
+
+def _todo(
+    jobs: Sequence[Job],
+    settings: RaySettings,
+    in_files: Files | None,
+    out_files: Files | None,
+    lines: _Lines,
+    overwrite: bool,
+) -> list[Job]:
+    """The jobs left to run (outputs that exist are skipped, and counted in the report)."""
+    counts = BatchCounts()
+    # The driver loads the model only if outputs exist (to see which model made them).
+    runner = _runner(settings, in_files, out_files, lines)
+    todo = select_jobs(jobs, runner, overwrite, counts)
+    lines.report.skipped = counts.skipped
+    return todo
+
+
+def _collect(
+    results: Any,
+    todo: Sequence[Job],
+    lines: _Lines,
+    on_wrote: Callable[[str], None] | None,
+    start: float,
+) -> None:
+    """Count each result as it comes into the report; Ctrl-C raises :class:`RayInterrupted`."""
+    report = lines.report
+    targets = {str(job.source.path): str(job.target) for job in todo if job.source}
+    ended = 0
+    try:
+        for row in results.iter_rows():
+            ended += 1
+            if row["error"]:
+                lines.failed(row["error"])
+                continue
+            report.done += 1
+            if on_wrote is not None:
+                on_wrote(targets.get(row["source"], row["source"]))
+    except KeyboardInterrupt:
+        report.not_done = len(todo) - ended
+        report.seconds = time.perf_counter() - start
+        raise RayInterrupted(report) from None
 
 
 #: The variable Ray Data reads its loggers' level from, each time a dataset runs.

@@ -20,7 +20,8 @@ __all__ = ["RECORD_PREFIX", "RunRecord", "input_identity"]
 RECORD_PREFIX = "derain "
 _PATTERN = re.compile(
     r"^derain (?P<version>\S+) \(model (?P<model>.*); weights sha256:(?P<sha>[0-9a-f]*)"
-    r"(?:; precision (?P<precision>\w+))?(?:; input (?P<input>[0-9a-f]+))?\)$"
+    r"(?:; precision (?P<precision>\w+))?(?:; input (?P<input>[0-9a-f]+))?"
+    r"(?:; frames (?P<frames>[0-9]+))?\)$"
 )
 #: Hex digits kept of an input's identity digest (64 bits: no two inputs of a batch collide).
 _INPUT_DIGITS = 16
@@ -44,6 +45,7 @@ class RunRecord:
         version: the derain version that wrote it.
         input: the input's identity (:func:`input_identity`); empty when not recorded (an
             older derain, an upload, stdin).
+        frames: how many frames the output holds, for an animated image (0: one picture).
     """
 
     model: str
@@ -51,11 +53,13 @@ class RunRecord:
     precision: str = ""
     version: str = __version__
     input: str = ""
+    frames: int = 0
 
     def format(self) -> str:
         """The one-line text written into outputs; :meth:`parse` reads it back."""
         tail = f"; precision {self.precision}" if self.precision else ""
         tail += f"; input {self.input}" if self.input else ""
+        tail += f"; frames {self.frames}" if self.frames > 1 else ""
         return (
             f"{RECORD_PREFIX}{self.version} (model {self.model}; "
             f"weights sha256:{self.weights_sha256}{tail})"
@@ -75,27 +79,36 @@ class RunRecord:
             precision=match["precision"] or "",
             version=match["version"],
             input=match["input"] or "",
+            frames=int(match["frames"] or 0),
         )
 
     def same_weights(self, other: RunRecord) -> bool:
         """Whether ``other`` was made by the same weights (so its output may be kept)."""
         return bool(self.weights_sha256) and self.weights_sha256 == other.weights_sha256
 
-    def for_input(self, identity: str) -> RunRecord:
-        """This record for the input of identity ``identity`` (:func:`input_identity`)."""
-        return replace(self, input=identity)
+    def for_input(self, identity: str, frames: int = 0) -> RunRecord:
+        """This record for the input of identity ``identity`` (:func:`input_identity`) and
+        ``frames`` frames (an animated image; 0 or 1: one picture)."""
+        return replace(self, input=identity).with_frames(frames)
 
     def why_redo(self, found: RunRecord | None) -> str | None:
         """Why an output whose record is ``found`` must be redone to match this record, or
         ``None`` when it may be kept (same weights and, when this record names its input, the
-        same input; an older record that names no input counts as another input)."""
+        same input and, for an animated input, all of its frames; an older record that names
+        no input counts as another input)."""
         if found is None or not self.same_weights(found):
             return "it was made by another model"
         if self.input and found.input != self.input:
             if not found.input:
                 return "its record does not say which input made it (an older derain)"
             return "it was made from another input"
+        if self.frames != found.frames:
+            return f"it holds {found.frames or 1} of the input's {self.frames or 1} frames"
         return None
+
+    def with_frames(self, frames: int) -> RunRecord:
+        """This record for an output of ``frames`` frames (0 or 1: one picture)."""
+        return replace(self, frames=frames if frames > 1 else 0)
 
     def renamed(self, model: str) -> RunRecord:
         """This record with the model called ``model`` (a server hides its file paths)."""

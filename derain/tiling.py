@@ -42,8 +42,6 @@ __all__ = [
 TileFn = Callable[[Tensor], Tensor]
 #: A tile progress callback: ``progress(done, total)`` after each tile.
 TileProgress = Callable[[int, int], None]
-#: The former name of :data:`TileProgress`, kept for code that imports it.
-Progress = TileProgress
 #: A tile request: a side in pixels, ``"auto"`` (from the device) or ``None`` (never tile).
 TileRequest = int | Literal["auto"] | None
 

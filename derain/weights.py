@@ -1,5 +1,5 @@
-"""Weights: the public face of the file format (:mod:`derain.weight_files`), the model
-sources (:mod:`derain.sources`) and the Hub (:mod:`derain.hub`).
+"""Weights: the public face of the file format (:mod:`derain.models.weight_files`), the model
+sources (:mod:`derain.models.sources`) and the Hub (:mod:`derain.models.hub`).
 
 A saved model is ``model.safetensors`` plus ``config.json`` in one folder (the layout the
 Hugging Face Hub path loads). The architecture also travels inside the safetensors header, so
@@ -8,7 +8,7 @@ a lone ``.safetensors`` file describes itself. Nothing here ever unpickles.
 
 from __future__ import annotations
 
-from .sources import (
+from .models.sources import (
     HUB_PREFIX,
     LOCAL_PREFIX,
     MODEL_FILE_SUFFIXES,
@@ -18,7 +18,7 @@ from .sources import (
     parse_source,
     resolve_model,
 )
-from .weight_files import (
+from .models.weight_files import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     copy_strict,

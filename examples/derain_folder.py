@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from derain import DerainError, Deraining
-from derain.io_files import write_image_atomic
+from derain.io import write_image_atomic
 
 
 def main(src: str, dst: str) -> None:

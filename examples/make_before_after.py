@@ -14,8 +14,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from derain import Deraining
-from derain.io_files import write_image_atomic
-from derain.metrics import score_pair
+from derain.io import write_image_atomic
+from derain.scoring.metrics import score_pair
 
 HERE = Path(__file__).resolve().parent
 GAP = 8

@@ -7,16 +7,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from places import SHARED
 
 import derain
 from derain import DANet, DANetConfig
+
+#: Not a test module: the fuzzing harness instruments Pillow when imported (run it on its own).
+collect_ignore = ["hostile/fuzz_open_image.py"]
 
 #: A random-weight network small enough to run hundreds of times in a test session.
 TINY = DANetConfig(channels=8, orb_blocks=1, stage_blocks=1)
 
 
 #: The validation sets in the shared data beside the checkout: validation only, never shipped.
-VAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val"
+VAL = SHARED / "data" / "val"
 RAIN12 = VAL / "Rain12"
 
 

@@ -12,9 +12,10 @@ import pytest
 import torch
 from clitools import cli, make_image, one_error_line
 from PIL import Image
+from places import EXAMPLES
 
 from derain import Deraining
-from derain.io_files import write_image_atomic
+from derain.io import write_image_atomic
 
 pytestmark = pytest.mark.usefixtures("no_denormals", "in_tmp")
 
@@ -130,7 +131,7 @@ def test_outputs_of_another_model_are_redone(
 
 
 def test_made_by_names_the_model_and_its_weights(net: Deraining) -> None:
-    from derain.io_files import read_made_by
+    from derain.io import read_made_by
 
     made_by = net.made_by
     write_image_atomic(Image.new("RGB", (4, 4)), "a.png", made_by=made_by)
@@ -201,9 +202,9 @@ def test_image_bytes_are_not_written_to_a_terminal(model_dir: Path) -> None:
 
 
 def test_save_rain_layers_show_the_rain_with_a_fixed_scale() -> None:
-    from derain.imaging import open_image
+    from derain.io.imaging import open_image
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "rocket_rain.png"
+    example = EXAMPLES / "rocket_rain.png"
     open_image(example).crop((0, 0, 256, 256)).save("rainy.png")
     # The same picture without its streaks: a heavy blur. Auto-contrast would stretch its
     # (tiny) rain layer to full range too; a fixed scale keeps it dark.

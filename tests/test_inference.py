@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from derain import DANet, DANetConfig, DerainError, Deraining, DerainResult, ImageError
-from derain.inference import resolve_device
+from derain.engines.devices import resolve_device
 
 TINY = DANetConfig(channels=8, orb_blocks=1, stage_blocks=1)
 

@@ -42,8 +42,8 @@ pack() {
 import sys
 from pathlib import Path
 from PIL import Image
-from derain.imaging import rgb8
-from derain.io_files import iter_images
+from derain.io.imaging import rgb8
+from derain.io import iter_images
 
 src, dst, limit = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]) * 2**20
 files = sorted(iter_images(src, recursive=True))

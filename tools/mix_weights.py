@@ -4,7 +4,7 @@
 
 START and END are any model sources (a registry name, ``hf-hub:…``, a folder or a
 ``.safetensors`` file). ``T = 0.5`` averages a fine-tune with the weights it started from
-(how the session-9 candidate was made); ``T = 1.5`` goes half a step past END. OUT receives
+(weight-space ensembling); ``T = 1.5`` goes half a step past END. OUT receives
 ``model.safetensors`` (float32) and ``config.json`` with its sha256, ready for ``derain eval``
 and ``benchmarks/real_photos.py``. Errors are one line on stderr, exit status 1.
 """

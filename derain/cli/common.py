@@ -15,10 +15,9 @@ from rich.console import Console
 from typer.core import TyperArgument, TyperCommand
 
 from ..batch import ModelOptions
+from ..engines.precision import PRECISIONS
 from ..errors import DerainError, DerainWarning, UsageProblem, describe
-from ..precision import PRECISIONS
-from ..tiling import TileRequest
-from ..tiling import parse_tile as parse_tile_request
+from ..tiling import TileRequest, parse_tile
 
 if TYPE_CHECKING:
     from typer._click import Context
@@ -180,10 +179,10 @@ def fatal_errors(reporter: Reporter) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def parse_tile(text: str) -> TileRequest:
+def check_tile_option(text: str) -> TileRequest:
     """``--tile`` read by :func:`derain.tiling.parse_tile`; a bad value is a usage problem."""
     try:
-        return parse_tile_request(text)
+        return parse_tile(text)
     except DerainError as exc:
         raise UsageProblem(f"--tile: {exc}") from None
 
@@ -218,11 +217,11 @@ def command(quiet: bool, debug: bool, max_pixels: int | None) -> Iterator[Report
 
 def check_model_options(tile: str, precision: str, fp32: bool, device: str = "auto") -> None:
     """Refuse a malformed ``--tile``, ``--precision`` or ``--device`` (exit 2), before any work."""
-    parse_tile(tile)
+    check_tile_option(tile)
     parse_precision(precision, fp32)
     # A well-spelt device this machine lacks (cuda without CUDA) is found when the model
     # loads, and exits 1 like anything else the command needed and could not have.
-    from ..devices import check_device_name
+    from ..engines.devices import check_device_name
 
     try:
         check_device_name(device)
@@ -235,5 +234,5 @@ def load_deraining(
 ) -> Deraining:
     """Build the :class:`derain.Deraining` front object from the command-line options."""
     dtype = parse_precision(precision, fp32)
-    parse_tile(tile)
+    check_tile_option(tile)
     return ModelOptions(model, device, tile, overlap, dtype).load()

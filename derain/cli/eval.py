@@ -20,14 +20,14 @@ from rich.table import Table
 from .._defaults import DEFAULT_MODEL
 from ..atomic import atomic_write
 from ..errors import DerainError, OutputError, UsageProblem
-from ..evaluate import Scored
-from ..evaluate import evaluate as evaluate_pairs
-from ..imaging import open_image
-from ..metrics import ScoreSummary
-from ..pairs import scan_pairs
-from ..suffixes import is_image_name
+from ..io.imaging import open_image
+from ..io.suffixes import is_image_name
+from ..io.writing import check_writable
+from ..scoring.evaluate import Scored
+from ..scoring.evaluate import evaluate as evaluate_pairs
+from ..scoring.metrics import ScoreSummary
+from ..scoring.pairs import scan_pairs
 from ..tiling import DEFAULT_OVERLAP
-from ..writing import check_writable
 from .common import (
     DebugOpt,
     DeviceOpt,
@@ -45,8 +45,8 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..evaluate_real import PhotoResult, RealEvaluation
     from ..inference import Deraining
+    from ..scoring.evaluate_real import PhotoResult, RealEvaluation
 
 HELP = """Score models on a paired folder (PSNR / SSIM) or on real rainy photos (no reference).
 
@@ -140,8 +140,8 @@ class PairCrops:
 
     @classmethod
     def of(cls, scored: Scored) -> PairCrops:
-        from ..evaluate_real import CROP
-        from ..noreference import densest_streak_window, streak_angle
+        from ..scoring.evaluate_real import CROP
+        from ..scoring.noreference import densest_streak_window, streak_angle
 
         rainy = scored.rainy.astype(np.float32) / 255
         x, y = densest_streak_window(rainy, streak_angle(rainy), CROP)
@@ -173,7 +173,7 @@ def short_labels(models: list[str]) -> dict[str, str]:
 def _paired_report(
     data: Path, summaries: dict[str, ScoreSummary], crops: dict[str, PairCrops]
 ) -> str:
-    from ..report_html import Column, ReportRow, render_report
+    from ..scoring.report_html import Column, ReportRow, render_report
 
     labels = list(summaries)
     short = short_labels(labels)
@@ -218,7 +218,7 @@ def _real_report(
     crops: dict[str, list[tuple[str, Image.Image]]],
     comparisons: list[str],
 ) -> str:
-    from ..report_html import Column, ReportRow, render_report
+    from ..scoring.report_html import Column, ReportRow, render_report
 
     short = short_labels(evaluation.models)
     columns = [Column(f"rain left {short[m]}", 3) for m in evaluation.models]
@@ -397,8 +397,8 @@ def _evaluate_real(
     report_path: Path | None,
     quiet: bool,
 ) -> None:
-    from ..discovery import iter_images
-    from ..evaluate_real import CROP, compare, evaluate_real
+    from ..io.discovery import iter_images
+    from ..scoring.evaluate_real import CROP, compare, evaluate_real
 
     if not folder.is_dir():
         raise DerainError(f"{folder}: no such folder")

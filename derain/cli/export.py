@@ -30,8 +30,8 @@ def export(
 ) -> None:
     """Export a model to ONNX (help text: ``HELP``)."""
     with command(quiet, debug, None) as reporter:
-        from ..onnx_model import export_onnx, sidecar_path
-        from ..weights import sha256_of
+        from ..engines.onnx import export_onnx, sidecar_path
+        from ..models.weight_files import sha256_of
 
         # The exporter logs and warns about its internals (torchvision ops it skips, the
         # training flag it checks); a user of the command needs none of it.
@@ -68,7 +68,7 @@ def export_hub(
 ) -> None:
     """Write a Hub folder (help text: ``HUB_HELP``)."""
     with command(quiet, debug, None) as reporter:
-        from ..hub_card import export_hub as write_folder
+        from ..models.hub_card import export_hub as write_folder
 
         written = write_folder(model, folder, repo_id=repo_id)
         reporter.info(

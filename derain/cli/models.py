@@ -8,7 +8,7 @@ from rich.table import Table
 
 from ..models import DANet, get_model_info, list_models
 from ..models.registry import DEFAULT_MODEL, VALIDATION_SETS, ModelInfo
-from ..weights import shipped_weights_dir
+from ..models.weight_files import shipped_weights_dir
 
 TABLE_WIDTH = 140
 HELP = """List the models: parameters, MACs at 512×512, where the weights come from, scores."""

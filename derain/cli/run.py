@@ -10,7 +10,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .._defaults import DEFAULT_MODEL
-from ..arrow_files import is_uri
 from ..batch import (
     STDIO,
     BatchCounts,
@@ -18,12 +17,14 @@ from ..batch import (
     BatchRunner,
     Job,
     ModelOptions,
+    Plan,
     VideoSettings,
     plan_jobs,
     select_jobs,
 )
+from ..io.arrow import is_uri
+from ..io.video import is_video_name
 from ..tiling import DEFAULT_OVERLAP
-from ..video import is_video_name
 from . import LOCAL_RAY
 from .common import (
     DebugOpt,
@@ -109,54 +110,59 @@ def _progress(reporter: Reporter) -> Progress:
     )
 
 
+InputsArg = Annotated[
+    list[str], typer.Argument(metavar="IMAGE", help="Files, folders, globs, or - (stdin).")
+]
+OutputOpt = Annotated[
+    str | None, typer.Option("--output", "-o", help="Output file, folder, or - (stdout).")
+]
+RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")]
+SaveRainOpt = Annotated[
+    bool, typer.Option("--save-rain", help="Also write <stem>_rain.png and <stem>_mask.png.")
+]
+QualityOpt = Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")]
+CodecOpt = Annotated[
+    str | None,
+    typer.Option(help="Video encoder: h264 (default; vp9 for .webm), h265, vp9 or an FFmpeg name."),
+]
+CrfOpt = Annotated[
+    int | None,
+    typer.Option(min=0, max=63, help="Video quality, lower is better (default: 18 for h264)."),
+]
+DeflickerOpt = Annotated[
+    bool,
+    typer.Option(help="Video: smooth what differs little between frames (no trails on motion)."),
+]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="[ADDRESS]",
+        help="Run on the Ray cluster at ADDRESS, or on a local Ray started for the job "
+        "when --ray comes last or before another option (needs derain[ray]).",
+    ),
+]
+
+
 def run(
-    inputs: Annotated[
-        list[str], typer.Argument(metavar="IMAGE", help="Files, folders, globs, or - (stdin).")
-    ],
-    output: Annotated[
-        str | None,
-        typer.Option("--output", "-o", help="Output file, folder, or - (stdout)."),
-    ] = None,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders.")] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace outputs that exist.")
-    ] = False,
+    inputs: InputsArg,
+    output: OutputOpt = None,
+    recursive: RecursiveOpt = False,
+    overwrite: OverwriteOpt = False,
     model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "auto",
     tile: TileOpt = "auto",
     overlap: OverlapOpt = DEFAULT_OVERLAP,
     precision: PrecisionOpt = "auto",
     fp32: Fp32Opt = False,
-    save_rain: Annotated[
-        bool, typer.Option("--save-rain", help="Also write <stem>_rain.png and <stem>_mask.png.")
-    ] = False,
-    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
-    codec: Annotated[
-        str | None,
-        typer.Option(
-            help="Video encoder: h264 (default; vp9 for .webm), h265, vp9 or an FFmpeg name."
-        ),
-    ] = None,
-    crf: Annotated[
-        int | None,
-        typer.Option(min=0, max=63, help="Video quality, lower is better (default: 18 for h264)."),
-    ] = None,
-    deflicker: Annotated[
-        bool,
-        typer.Option(
-            help="Video: smooth what differs little between frames (no trails on motion)."
-        ),
-    ] = False,
+    save_rain: SaveRainOpt = False,
+    quality: QualityOpt = 95,
+    codec: CodecOpt = None,
+    crf: CrfOpt = None,
+    deflicker: DeflickerOpt = False,
     max_pixels: MaxPixelsOpt = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            "--ray",
-            metavar="[ADDRESS]",
-            help="Run on the Ray cluster at ADDRESS, or on a local Ray started for the job "
-            "when --ray comes last or before another option (needs derain[ray]).",
-        ),
-    ] = None,
+    ray: RayOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -182,40 +188,63 @@ def run(
                 precision="fp32" if fp32 else precision,
             )
             return
-        uris = [spec for spec in (*inputs, output or "") if is_uri(spec)]
-        if uris:
-            raise UsageProblem(f"{uris[0]}: file system URIs are read and written with --ray")
-        if STDIO in inputs and output not in (None, STDIO) and is_video_name(Path(output)):
-            raise UsageProblem(
-                f"-o {output}: piped video is not supported (only images come through "
-                "stdin); save the video to a file and give its name"
-            )
+        _refuse_local_problems(inputs, output)
         plan = plan_jobs(inputs, output, recursive, save_rain)
-        if any(job.target is None for job in plan.jobs) and stdout_is_terminal():
-            raise UsageProblem(
-                "-o -: will not write image bytes to a terminal; redirect standard output "
-                "(derain - > clean.png) or give -o FILE"
-            )
+        _refuse_terminal_output(plan)
         for line in plan.errors:
             reporter.error(line)
         counts = BatchCounts(failed=len(plan.errors))
         options = ModelOptions(model, device, tile, overlap, parse_precision(precision, fp32))
         video = VideoSettings(codec, crf, deflicker)
-        with _progress(reporter) as progress:
-            bars = _Bars(reporter, progress, lines=plan.single or progress.disable)
-            runner = BatchRunner(options.load, quality=quality, video=video, events=bars)
-            todo = select_jobs(plan.jobs, runner, overwrite, counts)
-            progress.update(bars.files, total=len(todo))
-            try:
-                runner.run(todo, counts)
-            except KeyboardInterrupt:
-                left = len(todo) - bars.ended_jobs  # the one interrupted is not done
-                reporter.error(f"interrupted; {counts.summary()}, not done {left}")
-                raise typer.Exit(130) from None
+        _run_jobs(reporter, plan, options, quality, video, overwrite, counts)
         if not plan.single:
             reporter.info(counts.summary())
         if counts.failed:
             raise typer.Exit(1)
+
+
+def _refuse_local_problems(inputs: list[str], output: str | None) -> None:
+    """Refuse what only ``--ray`` does (file system URIs) and piped video, before any work."""
+    uris = [spec for spec in (*inputs, output or "") if is_uri(spec)]
+    if uris:
+        raise UsageProblem(f"{uris[0]}: file system URIs are read and written with --ray")
+    if STDIO in inputs and output not in (None, STDIO) and is_video_name(Path(output)):
+        raise UsageProblem(
+            f"-o {output}: piped video is not supported (only images come through "
+            "stdin); save the video to a file and give its name"
+        )
+
+
+def _refuse_terminal_output(plan: Plan) -> None:
+    """Refuse to write image bytes to standard output when it is a terminal."""
+    if any(job.target is None for job in plan.jobs) and stdout_is_terminal():
+        raise UsageProblem(
+            "-o -: will not write image bytes to a terminal; redirect standard output "
+            "(derain - > clean.png) or give -o FILE"
+        )
+
+
+def _run_jobs(
+    reporter: Reporter,
+    plan: Plan,
+    options: ModelOptions,
+    quality: int,
+    video: VideoSettings,
+    overwrite: bool,
+    counts: BatchCounts,
+) -> None:
+    """Run the plan's jobs under progress bars; Ctrl-C reports what was done and exits 130."""
+    with _progress(reporter) as progress:
+        bars = _Bars(reporter, progress, lines=plan.single or progress.disable)
+        runner = BatchRunner(options.load, quality=quality, video=video, events=bars)
+        todo = select_jobs(plan.jobs, runner, overwrite, counts)
+        progress.update(bars.files, total=len(todo))
+        try:
+            runner.run(todo, counts)
+        except KeyboardInterrupt:
+            left = len(todo) - bars.ended_jobs  # the one interrupted is not done
+            reporter.error(f"interrupted; {counts.summary()}, not done {left}")
+            raise typer.Exit(130) from None
 
 
 def stdout_is_terminal() -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,9 @@ from .common import (
     command,
     load_deraining,
 )
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 HELP = (
     "Serve an HTTP API and a web page to drop images on.\n\n"
@@ -99,63 +102,113 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_serve_extra() -> None:
+    """Import what the serve extra brings, or raise a usage problem naming what is missing."""
+    try:
+        import uvicorn  # noqa: F401
+
+        from .. import serve  # noqa: F401
+    except ImportError as exc:
+        raise UsageProblem(
+            f"derain serve needs the serve extra ({exc.name} is missing): "
+            'pip install "derain[serve]"'
+        ) from None
+
+
+def _address(sock: socket.socket) -> str:
+    """``http://HOST:PORT/`` of a bound socket (an IPv6 host in brackets)."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def _run(app: FastAPI, sock: socket.socket, quiet: bool, head_timeout: float) -> None:
+    """Serve ``app`` with uvicorn on ``sock`` until interrupted; a connection that sends no
+    complete request head within ``head_timeout`` seconds is closed."""
+    import uvicorn
+
+    from ..serve.connections import head_deadline
+
+    config = uvicorn.Config(
+        app,
+        http=head_deadline(head_timeout),
+        log_level="warning" if quiet else "info",
+        access_log=not quiet,
+        timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+HostOpt = Annotated[str, typer.Option(help="Address to bind; loopback by default.")]
+PortOpt = Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")]
+ModelsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model", "-m", help="Model to load (repeat for several; the first is the default)."
+    ),
+]
+WorkersOpt = Annotated[int, typer.Option(min=1, help="Images computed at the same time.")]
+QueueOpt = Annotated[
+    int, typer.Option(min=0, help="Requests that may wait for a worker; more get 503.")
+]
+MaxUploadMbOpt = Annotated[
+    float, typer.Option(min=0.001, help="Largest request body, in MiB (413 above).")
+]
+MaxImagePixelsOpt = Annotated[
+    int, typer.Option(min=1, help="Largest image, in pixels, checked before decoding (413).")
+]
+UploadTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.1,
+        help="Seconds an upload may pause before it is answered 408; also the grace "
+        "before --min-upload-kib applies, and the time a connection has to send its "
+        "request head before it is closed.",
+    ),
+]
+MinUploadKibOpt = Annotated[
+    float,
+    typer.Option(
+        min=0, help="Slowest average upload, in KiB/s, after that grace (408 below; 0: any)."
+    ),
+]
+MaxPerClientOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Requests one client address may have in progress (429 above; 0: no cap). "
+        "Behind a reverse proxy every client has the proxy's address: raise it or use 0.",
+    ),
+]
+QualityOpt = Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar=TOKEN_ENV,
+        show_envvar=True,
+        help="Bearer token clients must send; required off the loopback, where it "
+        "needs at least 16 characters.",
+    ),
+]
+
+
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind; loopback by default.")] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")
-    ] = DEFAULT_PORT,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model", "-m", help="Model to load (repeat for several; the first is the default)."
-        ),
-    ] = None,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = DEFAULT_PORT,
+    model: ModelsOpt = None,
     device: DeviceOpt = "auto",
     tile: TileOpt = "auto",
     overlap: OverlapOpt = 32,
     precision: PrecisionOpt = "auto",
-    workers: Annotated[int, typer.Option(min=1, help="Images computed at the same time.")] = 1,
-    queue: Annotated[
-        int, typer.Option(min=0, help="Requests that may wait for a worker; more get 503.")
-    ] = 8,
-    max_upload_mb: Annotated[
-        float, typer.Option(min=0.001, help="Largest request body, in MiB (413 above).")
-    ] = DEFAULT_MAX_UPLOAD_MB,
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Largest image, in pixels, checked before decoding (413).")
-    ] = DEFAULT_MAX_PIXELS,
-    upload_timeout: Annotated[
-        float,
-        typer.Option(
-            min=0.1,
-            help="Seconds an upload may pause before it is answered 408; also the grace "
-            "before --min-upload-kib applies.",
-        ),
-    ] = DEFAULT_UPLOAD_TIMEOUT_S,
-    min_upload_kib: Annotated[
-        float,
-        typer.Option(
-            min=0, help="Slowest average upload, in KiB/s, after that grace (408 below; 0: any)."
-        ),
-    ] = DEFAULT_MIN_UPLOAD_KIB_S,
-    max_per_client: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Requests one client address may have in progress (429 above; 0: no cap). "
-            "Behind a reverse proxy every client has the proxy's address: raise it or use 0.",
-        ),
-    ] = DEFAULT_MAX_PER_CLIENT,
-    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            envvar=TOKEN_ENV,
-            show_envvar=True,
-            help="Bearer token clients must send; required off the loopback, where it "
-            "needs at least 16 characters.",
-        ),
-    ] = None,
+    workers: WorkersOpt = 1,
+    queue: QueueOpt = 8,
+    max_upload_mb: MaxUploadMbOpt = DEFAULT_MAX_UPLOAD_MB,
+    max_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
+    upload_timeout: UploadTimeoutOpt = DEFAULT_UPLOAD_TIMEOUT_S,
+    min_upload_kib: MinUploadKibOpt = DEFAULT_MIN_UPLOAD_KIB_S,
+    max_per_client: MaxPerClientOpt = DEFAULT_MAX_PER_CLIENT,
+    quality: QualityOpt = 95,
+    token: TokenOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -163,24 +216,16 @@ def serve(
     # Pillow's own bomb guard follows the server's limit, for the life of the process.
     with command(quiet, debug, max_pixels) as reporter:
         check_exposure(host, token)
-        check_model_options(
-            tile, precision, fp32=False, device=device
-        )  # usage errors before anything loads
-        try:
-            import uvicorn
-
-            from ..serve import Engine, Limits, WorkerPool, create_app, load_models
-        except ImportError as exc:
-            raise UsageProblem(
-                f"derain serve needs the serve extra ({exc.name} is missing): "
-                'pip install "derain[serve]"'
-            ) from None
+        # Usage errors before anything loads.
+        check_model_options(tile, precision, fp32=False, device=device)
+        _check_serve_extra()
+        from ..serve import Limits, ModelPool, WorkerPool, create_app, load_models
 
         loaded = load_models(
             model or [DEFAULT_MODEL],
             lambda spec: load_deraining(spec, device, tile, overlap, False, precision),
         )
-        engine = Engine(loaded, WorkerPool(workers, queue), quality)
+        pool = ModelPool(loaded, WorkerPool(workers, queue), quality)
         limits = Limits(
             int(max_upload_mb * MEGABYTE),
             max_pixels,
@@ -188,23 +233,14 @@ def serve(
             min_upload_rate=min_upload_kib * KIBIBYTE,
             max_per_client=max_per_client,
         )
-        app = create_app(engine, limits, token)
+        app = create_app(pool, limits, token)
         sock = _bind(host, port)
-        bound = sock.getsockname()
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        first = loaded[0].describe()
         reporter.info(
-            f"derain serve: http://{shown}:{bound[1]}/ (models: {', '.join(engine.models)}; "
-            f"{first['device']}; {workers} worker(s), queue {queue}; "
+            f"derain serve: {_address(sock)} (models: {', '.join(pool.models)}; "
+            f"{loaded[0].describe()['device']}; {workers} worker(s), queue {queue}; "
             f"token {'required' if token else 'off'})"
         )
-        config = uvicorn.Config(
-            app,
-            log_level="warning" if quiet else "info",
-            access_log=not quiet,
-            timeout_graceful_shutdown=5,
-        )
-        uvicorn.Server(config).run(sockets=[sock])
+        _run(app, sock, quiet, upload_timeout)
 
 
 def register(app: typer.Typer) -> None:

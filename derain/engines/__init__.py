@@ -12,7 +12,7 @@ import importlib
 import torch
 
 from ..errors import DerainError
-from .base import DtypeRequest, Engine, LoadOptions, ModelSource
+from .base import DtypeRequest, Engine, LoadOptions, ModelArgument
 
 __all__ = ["ENGINES", "DtypeRequest", "Engine", "LoadOptions", "engine_classes", "load_engine"]
 
@@ -34,7 +34,7 @@ def engine_classes() -> list[type[Engine]]:
 
 
 def load_engine(
-    model: ModelSource | Engine,
+    model: ModelArgument | Engine,
     *,
     device: str | torch.device = "auto",
     dtype: DtypeRequest = "auto",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -17,15 +18,16 @@ import torch
 from torch import Tensor
 
 from ..errors import DerainError
-from ..precision import PRECISIONS, precision_name, resolve_dtype
+from ..tiling import MemoryCost
+from .precision import PRECISIONS, precision_name, resolve_dtype
 
 if TYPE_CHECKING:
     from ..models.danet import DANet, DANetConfig
 
-__all__ = ["DtypeRequest", "Engine", "LoadOptions", "ModelSource"]
+__all__ = ["DtypeRequest", "Engine", "LoadOptions", "ModelArgument"]
 
 #: What a caller may give as a model: a source text or path, or an object an engine claims.
-ModelSource = str | os.PathLike[str] | object
+ModelArgument = str | os.PathLike[str] | object
 #: A compute precision as :class:`derain.Deraining` takes it.
 DtypeRequest = torch.dtype | str | None
 
@@ -35,8 +37,9 @@ class LoadOptions:
     """How an engine loads a model.
 
     Attributes:
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :mod:`derain.devices`).
-        dtype: ``auto``, a precision name or a torch dtype (see :mod:`derain.precision`).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see
+            :mod:`derain.engines.devices`).
+        dtype: ``auto``, a precision name or a torch dtype (see :mod:`derain.engines.precision`).
         sha256: the expected hex digest of the model's file, if any.
     """
 
@@ -55,7 +58,7 @@ class Engine(ABC):
         runtime: the engine's name in messages and in the server's model list.
         supported_dtypes: the compute precisions it runs (the default first).
         source: where the weights came from, as messages and run records name them.
-        device: where :meth:`forward` runs (its input and outputs live there).
+        device: where :meth:`forward` runs (its outputs live there).
         dtype: the compute precision (one of :attr:`supported_dtypes`).
         config: the network's architecture.
         size_multiple: height and width :meth:`forward` needs its input to be multiples of.
@@ -71,12 +74,12 @@ class Engine(ABC):
 
     @classmethod
     @abstractmethod
-    def claims(cls, model: ModelSource) -> bool:
+    def claims(cls, model: ModelArgument) -> bool:
         """Whether this engine runs ``model`` (the registry asks each engine in turn)."""
 
     @classmethod
     @abstractmethod
-    def load(cls, model: ModelSource, options: LoadOptions) -> Engine:
+    def load(cls, model: ModelArgument, options: LoadOptions) -> Engine:
         """Load ``model`` as ``options`` say (device, precision, expected file digest)."""
 
     @property
@@ -86,7 +89,7 @@ class Engine(ABC):
 
     @abstractmethod
     def forward(self, x: Tensor, with_layers: bool) -> tuple[Tensor, ...]:
-        """One pass over ``x`` (N×3×H×W, float32 in [0, 1], on :attr:`device`; H and W
+        """One pass over ``x`` (N×3×H×W, float32 in [0, 1], on :attr:`input_device`; H and W
         multiples of :attr:`size_multiple`).
 
         Returns:
@@ -97,6 +100,18 @@ class Engine(ABC):
     @abstractmethod
     def with_dtype(self, dtype: torch.dtype) -> Engine:
         """The same weights computing in ``dtype`` (shared, not copied, where possible)."""
+
+    @property
+    def input_device(self) -> torch.device:
+        """Where :meth:`forward` takes its input: :attr:`device`, unless the runtime copies
+        host arrays itself."""
+        return self.device
+
+    def memory_cost(self, forward: Callable[[Tensor], Tensor]) -> MemoryCost:
+        """What one tile costs in device memory, for choosing tile sizes (see
+        :class:`derain.tiling.TilePlan`): measured by running ``forward`` (one pass with
+        the layers, as :class:`derain.Deraining` runs it) where the device reports memory."""
+        return MemoryCost.measure(forward, self.device, self.size_multiple)
 
     def compile(self, mode: str) -> None:
         """Opt in to a compiled forward for repeated shapes (see :meth:`Deraining.compile`).
@@ -125,7 +140,7 @@ class Engine(ABC):
 
     def choose_dtype(self, request: DtypeRequest) -> torch.dtype:
         """``request`` as a dtype this engine runs (``auto``: the first supported one that
-        :func:`derain.precision.resolve_dtype` would pick, else the engine's default).
+        :func:`derain.engines.precision.resolve_dtype` would pick, else the engine's default).
 
         Raises:
             DerainError: a precision this engine does not run.

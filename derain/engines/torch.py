@@ -5,21 +5,62 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import warnings
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..devicepath import FixedShapeForward
-from ..devices import resolve_device
-from ..errors import DerainError
+from ..errors import DerainError, DerainWarning
 from ..models.danet import DANet, DANetConfig
-from ..precision import PRECISIONS
-from ..sources import resolve_model
-from ..weight_files import tensors_sha256
-from .base import DtypeRequest, Engine, LoadOptions, ModelSource
+from ..models.sources import resolve_model
+from ..models.weight_files import tensors_sha256
+from .base import DtypeRequest, Engine, LoadOptions, ModelArgument
+from .devices import resolve_device
+from .precision import PRECISIONS
 
-__all__ = ["TorchEngine"]
+__all__ = ["FAST_MODES", "FixedShapeForward", "TorchEngine"]
+
+#: ``Deraining.compile`` modes: ``"compile"`` (kernels fused by ``torch.compile``) and
+#: ``"graphs"`` (the same, replayed as CUDA graphs: ``mode="reduce-overhead"``).
+FAST_MODES = {"compile": "default", "graphs": "reduce-overhead"}
+
+
+class FixedShapeForward:
+    """The network compiled for the input shapes it meets, with the eager network as fallback.
+
+    Worth it where the same shape comes back many times (video frames, a folder of same-size
+    photos, fixed tiles): a shape runs eagerly the first time and compiles the second time it
+    comes (a one-off shape never pays for compiling), later calls run the compiled code. Any
+    failure (no compiler for this platform, a graph break the backend refuses) warns once and
+    falls back to the eager network for good, so opting in never breaks a run.
+    """
+
+    def __init__(self, net: torch.nn.Module, mode: str) -> None:
+        if mode not in FAST_MODES:
+            raise DerainError(f"unknown fast path {mode!r}; use {' or '.join(FAST_MODES)}")
+        self.net, self.mode = net, mode
+        self.compiled: Any = torch.compile(net, mode=FAST_MODES[mode], dynamic=False)
+        #: Why the fast path was given up (``None`` while it runs).
+        self.failed: str | None = None
+        self._seen: set[tuple[int, ...]] = set()
+
+    def __call__(self, x: Tensor) -> Any:
+        shape = tuple(x.shape)
+        if shape not in self._seen:
+            self._seen.add(shape)
+        elif self.failed is None:
+            try:
+                return self.compiled(x)
+            except Exception as exc:  # a backend's own errors: fall back, never fail the run
+                first = (str(exc).strip().splitlines() or [""])[0]
+                self.failed = f"{type(exc).__name__}: {first}"
+                warnings.warn(
+                    f"torch.compile ({self.mode}) failed, running eagerly: {self.failed}",
+                    DerainWarning,
+                    stacklevel=2,
+                )
+        return self.net(x)
 
 
 class TorchEngine(Engine):
@@ -29,7 +70,7 @@ class TorchEngine(Engine):
         net: the network (moved to ``device``; pass a copy to keep yours as it is).
         source: where it came from.
         device: where it runs.
-        dtype: fp32, the autocast precision, or ``auto`` (see :mod:`derain.precision`).
+        dtype: fp32, the autocast precision, or ``auto`` (see :mod:`derain.engines.precision`).
     """
 
     runtime: ClassVar[str] = "pytorch"
@@ -51,12 +92,12 @@ class TorchEngine(Engine):
         self.fast: FixedShapeForward | None = None
 
     @classmethod
-    def claims(cls, model: ModelSource) -> bool:
+    def claims(cls, model: ModelArgument) -> bool:
         """Any source text or path (the last engine asked), or a :class:`DANet`."""
         return isinstance(model, (str, os.PathLike, DANet))
 
     @classmethod
-    def load(cls, model: ModelSource, options: LoadOptions) -> TorchEngine:
+    def load(cls, model: ModelArgument, options: LoadOptions) -> TorchEngine:
         """See :meth:`Engine.load`; a :class:`DANet` is copied (the caller's is not changed)."""
         if isinstance(model, DANet):
             if options.sha256 is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect
 
 from .._version import __version__
 from ..errors import DerainError, ImageError, first_line
-from .engine import Engine
+from .pool import ModelPool
 from .uploads import (
     ACCEPTED_FORMATS,
     BodyLimit,
@@ -205,20 +205,159 @@ async def _unless_client_leaves(
     raise ClientGone("the client disconnected before its answer was ready")
 
 
+@dataclass(frozen=True)
+class _Served:
+    """What the routes need, kept on ``app.state.served`` by :func:`create_app`."""
+
+    pool: ModelPool
+    limits: Limits
+    token: str | None
+    page: str
+
+
+def _served(request: Request) -> _Served:
+    served: _Served = request.app.state.served
+    return served
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        served: _Served = app.state.served
+        served.pool.close()
+
+
+def _authorised(request: Request, credentials: Annotated[Credentials, Depends(BEARER)]) -> None:
+    """The dependency of the guarded routes, where the server has a token."""
+    token = _served(request).token
+    if credentials is None or not secrets.compare_digest(
+        credentials.credentials.strip().encode(), str(token).encode()
+    ):
+        raise Unauthorized("this server needs the header 'Authorization: Bearer <token>'")
+
+
+#: ``/health``, open to all; the API's routes, behind the token if there is one; the page.
+service_router = APIRouter(tags=["service"])
+api_router = APIRouter(tags=["derain"])
+page_router = APIRouter()
+
+DERAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The derained image in the input's format; with `layers=true`, "
+        "JSON holding it and the rain layer and mask as base64 PNG.",
+        "content": {"image/*": {}, "application/json": {}},
+    },
+    400: {"description": "Not a readable image, or a bad option."},
+    401: {"description": "A token is required and was missing or wrong."},
+    408: {"description": "The body stopped arriving, or came too slowly."},
+    413: {"description": "Body over the upload limit, or image over the pixel limit."},
+    415: {"description": "A content type or image format the server does not take."},
+    429: {"description": "This client address has too many requests in progress."},
+    503: {"description": "The workers and the queue are full; retry later."},
+}
+
+
+@service_router.get("/health", summary="Liveness and load")
+async def health(request: Request) -> dict[str, Any]:
+    """Answers while the workers are busy: the model never runs on the event loop."""
+    served = _served(request)
+    pool, workers = served.pool, served.pool.pool
+    return {
+        "status": "ok",
+        "models": list(pool.models),
+        "workers": workers.workers,
+        "running": workers.running,
+        "waiting": workers.waiting,
+        "capacity": workers.capacity,
+        "abandoned": pool.abandoned,
+        "auth": served.token is not None,
+    }
+
+
+@api_router.get("/v1/models", summary="The loaded models")
+async def models(request: Request) -> dict[str, Any]:
+    served = _served(request)
+    return {
+        "default": served.pool.default_model,
+        "models": [m.describe() for m in served.pool.models.values()],
+        "formats": list(ACCEPTED_FORMATS),
+        "max_upload_bytes": served.limits.max_upload_bytes,
+        "max_pixels": served.limits.max_pixels,
+    }
+
+
+@api_router.post(
+    "/v1/derain",
+    summary="Derain one image",
+    response_class=Response,
+    openapi_extra={"requestBody": {"required": True, "content": IMAGE_CONTENT}},
+    responses=DERAIN_RESPONSES,
+)
+async def derain(
+    request: Request,
+    model: Annotated[str | None, Query(description="A loaded model (GET /v1/models).")] = None,
+    precision: Annotated[
+        str | None, Query(description="fp32, fp16 or bf16, as the model offers.")
+    ] = None,
+    layers: Annotated[
+        bool, Query(description="Also return the rain layer and the mask (JSON answer).")
+    ] = False,
+    progress: Annotated[
+        str | None,
+        Query(
+            pattern=PROGRESS_ID,
+            description="An id of your choice: GET /v1/progress/{id} then tells the tiles "
+            "done while this request runs.",
+        ),
+    ] = None,
+) -> Response:
+    served = _served(request)
+    pool = served.pool
+    choice = pool.choose(model, precision)
+    # The body is read before a slot is taken: a slow or stalled upload holds none.
+    data, name = await _read_upload(request)
+    probe = probe_image(data, name, served.limits.max_pixels)
+    async with pool.pool.slot() as run:
+        with pool.progress.track(progress) as report:
+            try:
+                out = await _unless_client_leaves(
+                    request,
+                    lambda gone: run(pool.work, choice, data, name, probe, layers, report, gone),
+                )
+            except ClientGone:
+                pool.abandoned += 1
+                log.info("%s: client gone; its work was dropped", name)
+                raise
+    if layers:
+        payload = await run_in_threadpool(out.json_bytes)
+        return Response(payload, media_type="application/json")
+    headers = {"X-Derain-Seconds": f"{out.seconds:.3f}"}
+    return Response(out.body, media_type=out.media_type, headers=headers)
+
+
+@api_router.get("/v1/progress/{key}", summary="Tiles done by a running request")
+async def tiles_done(
+    request: Request, key: Annotated[str, Path(pattern=PROGRESS_ID)]
+) -> dict[str, Any]:
+    """``running`` is false before the request is admitted and after it ends."""
+    tiles = _served(request).pool.progress.get(key)
+    done, total = tiles or (0, 0)
+    return {"running": tiles is not None, "done": done, "total": total}
+
+
+@page_router.get("/", include_in_schema=False)
+async def index(request: Request) -> HTMLResponse:
+    return HTMLResponse(_served(request).page, headers={"Content-Security-Policy": PAGE_POLICY})
+
+
 def create_app(
-    engine: Engine,
+    pool: ModelPool,
     limits: Limits,
     token: str | None = None,
 ) -> FastAPI:
-    """The ASGI app for ``engine``; requests need ``Authorization: Bearer <token>`` if set."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            engine.close()
-
+    """The ASGI app for ``pool``; requests need ``Authorization: Bearer <token>`` if set."""
     app = FastAPIOffline(
         title="derain",
         version=__version__,
@@ -227,8 +366,10 @@ def create_app(
             "field `image`, or the raw bytes) and get the derained image back in the same "
             'format. Errors are JSON: `{"error": "<one line>"}`.'
         ),
-        lifespan=lifespan,
+        lifespan=_lifespan,
     )
+    text = resources.files("derain.serve").joinpath("page.html").read_text(encoding="utf-8")
+    app.state.served = _Served(pool, limits, token, text)
     _install_error_handlers(app)
     app.add_middleware(
         BodyLimit,
@@ -238,119 +379,8 @@ def create_app(
         min_rate=limits.min_upload_rate,
     )
     app.add_middleware(ClientCap, per_client=limits.max_per_client, reply=_problem_response)
-
-    def authorised(credentials: Annotated[Credentials, Depends(BEARER)]) -> None:
-        if credentials is None or not secrets.compare_digest(
-            credentials.credentials.strip().encode(), str(token).encode()
-        ):
-            raise Unauthorized("this server needs the header 'Authorization: Bearer <token>'")
-
-    guarded: list[Any] = [Depends(authorised)] if token is not None else []
-
-    @app.get("/health", summary="Liveness and load", tags=["service"])
-    async def health() -> dict[str, Any]:
-        """Answers while the workers are busy: the model never runs on the event loop."""
-        pool = engine.pool
-        return {
-            "status": "ok",
-            "models": list(engine.models),
-            "workers": pool.workers,
-            "running": pool.running,
-            "waiting": pool.waiting,
-            "capacity": pool.capacity,
-            "abandoned": engine.abandoned,
-            "auth": token is not None,
-        }
-
-    @app.get("/v1/models", summary="The loaded models", tags=["derain"], dependencies=guarded)
-    async def models() -> dict[str, Any]:
-        return {
-            "default": engine.default_model,
-            "models": [m.describe() for m in engine.models.values()],
-            "formats": list(ACCEPTED_FORMATS),
-            "max_upload_bytes": limits.max_upload_bytes,
-            "max_pixels": limits.max_pixels,
-        }
-
-    @app.post(
-        "/v1/derain",
-        summary="Derain one image",
-        tags=["derain"],
-        dependencies=guarded,
-        response_class=Response,
-        openapi_extra={"requestBody": {"required": True, "content": IMAGE_CONTENT}},
-        responses={
-            200: {
-                "description": "The derained image in the input's format; with `layers=true`, "
-                "JSON holding it and the rain layer and mask as base64 PNG.",
-                "content": {"image/*": {}, "application/json": {}},
-            },
-            400: {"description": "Not a readable image, or a bad option."},
-            401: {"description": "A token is required and was missing or wrong."},
-            408: {"description": "The body stopped arriving, or came too slowly."},
-            413: {"description": "Body over the upload limit, or image over the pixel limit."},
-            415: {"description": "A content type or image format the server does not take."},
-            429: {"description": "This client address has too many requests in progress."},
-            503: {"description": "The workers and the queue are full; retry later."},
-        },
-    )
-    async def derain(
-        request: Request,
-        model: Annotated[str | None, Query(description="A loaded model (GET /v1/models).")] = None,
-        precision: Annotated[
-            str | None, Query(description="fp32, fp16 or bf16, as the model offers.")
-        ] = None,
-        layers: Annotated[
-            bool, Query(description="Also return the rain layer and the mask (JSON answer).")
-        ] = False,
-        progress: Annotated[
-            str | None,
-            Query(
-                pattern=PROGRESS_ID,
-                description="An id of your choice: GET /v1/progress/{id} then tells the tiles "
-                "done while this request runs.",
-            ),
-        ] = None,
-    ) -> Response:
-        choice = engine.choose(model, precision)
-        # The body is read before a slot is taken: a slow or stalled upload holds none.
-        data, name = await _read_upload(request)
-        probe = probe_image(data, name, limits.max_pixels)
-        async with engine.pool.slot() as run:
-            with engine.progress.track(progress) as report:
-                try:
-                    out = await _unless_client_leaves(
-                        request,
-                        lambda gone: run(
-                            engine.work, choice, data, name, probe, layers, report, gone
-                        ),
-                    )
-                except ClientGone:
-                    engine.abandoned += 1
-                    log.info("%s: client gone; its work was dropped", name)
-                    raise
-        if layers:
-            payload = await run_in_threadpool(out.json_bytes)
-            return Response(payload, media_type="application/json")
-        headers = {"X-Derain-Seconds": f"{out.seconds:.3f}"}
-        return Response(out.body, media_type=out.media_type, headers=headers)
-
-    @app.get(
-        "/v1/progress/{key}",
-        summary="Tiles done by a running request",
-        tags=["derain"],
-        dependencies=guarded,
-    )
-    async def tiles_done(key: Annotated[str, Path(pattern=PROGRESS_ID)]) -> dict[str, Any]:
-        """``running`` is false before the request is admitted and after it ends."""
-        tiles = engine.progress.get(key)
-        done, total = tiles or (0, 0)
-        return {"running": tiles is not None, "done": done, "total": total}
-
-    page = resources.files("derain.serve").joinpath("page.html").read_text(encoding="utf-8")
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
-
+    guarded: list[Any] = [Depends(_authorised)] if token is not None else []
+    app.include_router(service_router)
+    app.include_router(api_router, dependencies=guarded)
+    app.include_router(page_router)
     return app

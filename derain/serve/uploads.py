@@ -110,11 +110,13 @@ class Probe:
         format: the format the bytes are in (Pillow's name).
         width: pixels.
         height: pixels.
+        frames: how many frames (an animated GIF, WebP, PNG or a multi-page TIFF: more than 1).
     """
 
     format: str
     width: int
     height: int
+    frames: int = 1
 
     @property
     def write_format(self) -> str:
@@ -153,6 +155,7 @@ def probe_image(data: bytes, name: str, max_pixels: int) -> Probe:
             warnings.simplefilter("ignore")  # the bomb warning: the size is checked below
             with Image.open(io.BytesIO(data), formats=formats) as im:
                 fmt, (width, height) = str(im.format), im.size
+                frames = max(1, int(getattr(im, "n_frames", 1)))
     except Image.DecompressionBombError as exc:
         # Pillow refuses to even open more than twice its guard; its text gives the count.
         found = re.search(r"\((\d+) pixels\)", str(exc))
@@ -172,7 +175,12 @@ def probe_image(data: bytes, name: str, max_pixels: int) -> Probe:
             f"{name}: {width}×{height} is {width * height} pixels, over this server's "
             f"limit of {max_pixels}"
         )
-    return Probe(fmt, width, height)
+    if width * height * frames > max_pixels:  # every frame is derained
+        raise TooLarge(
+            f"{name}: {frames} frames of {width}×{height} are {width * height * frames} pixels "
+            f"in all, over this server's limit of {max_pixels}"
+        )
+    return Probe(fmt, width, height, frames)
 
 
 def _megabytes(size: int) -> str:

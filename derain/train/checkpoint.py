@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ..atomic import atomic_write
-from ..errors import WeightsError
-from ..weights import copy_strict
+from ..errors import OutputError, TrainingError, WeightsError
+from ..models.weight_files import copy_strict, write_safetensors
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
@@ -65,7 +63,12 @@ def save_checkpoint(
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"step": step, "optimizer": optim_meta, "extra": extra}
     metadata = {"derain.checkpoint": json.dumps(meta)}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    try:
+        write_safetensors(path, tensors, metadata)
+    except OutputError as exc:
+        raise TrainingError(
+            f"{exc}; the checkpoint before step {step} is kept: make room, then --resume"
+        ) from None
 
 
 def load_checkpoint(

@@ -21,9 +21,9 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import ImageError, TrainingError, first_line
-from ..imaging import open_image, rgb8
-from ..io_files import iter_images
-from ..pairs import scan_pairs
+from ..io.discovery import iter_images
+from ..io.imaging import open_image, rgb8
+from ..scoring.pairs import scan_pairs
 from .synthetic import RainSynthesizer
 from .synthetic_torch import BatchRainSynthesizer
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..metrics import ssim
 from ..models.danet import DANetOutput
+from ..scoring.metrics import ssim
 
 __all__ = ["DANetLoss", "LossTerms", "charbonnier", "rain_left"]
 

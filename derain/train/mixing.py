@@ -2,7 +2,7 @@
 
 Every weight of the result is ``start + t · (end − start)``. With ``t`` between 0 and 1 this
 averages two fine-tunes of one network (weight-space ensembling, as in WiSE-FT and model
-soups: versions 2 and the session-9 candidate were made this way); with ``t`` above 1 it
+soups; version 2 of the shipped ``danet`` was made this way); with ``t`` above 1 it
 extends the step that led from ``start`` to ``end``. Both networks must share one
 architecture and, to make sense, one ancestry (a fine-tune and the weights it started from).
 """

@@ -60,9 +60,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from derain.errors import ImageError
-from derain.imaging import ImageInput, rgb8
-from derain.io_files import write_image_atomic
+from ..errors import ImageError
+from ..io.imaging import ImageInput, rgb8
+from ..io.writing import write_image_atomic
 
 __all__ = [
     "DEFAULT_PRESET",

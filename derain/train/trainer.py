@@ -18,15 +18,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..devices import resolve_device
+from ..engines.devices import resolve_device
+from ..engines.precision import cpu_has_native_bf16
 from ..errors import SettingError, TrainingError
-from ..evaluate import Scored, evaluate
 from ..inference import Deraining
 from ..models.danet import DANet
+from ..models.sources import create_model, resolve_model
+from ..models.weight_files import save_pretrained
 from ..output_cache import default_cache_dir
-from ..pairs import find_pairs
-from ..precision import cpu_has_native_bf16
-from ..weights import create_model, resolve_model, save_pretrained
+from ..scoring.evaluate import Scored, evaluate
+from ..scoring.pairs import find_pairs
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import (
     DataError,
@@ -239,7 +240,7 @@ def validate(
 ) -> tuple[float, float, list[list[np.ndarray]]]:
     """Mean Y-channel PSNR/SSIM on a paired folder, and a few (rainy, derained, clean) rows.
 
-    Scored by :func:`derain.evaluate.evaluate`, exactly as ``derain eval`` scores (whole
+    Scored by :func:`derain.scoring.evaluate.evaluate`, exactly as ``derain eval`` scores (whole
     images, float32); ``model`` itself is left as it was.
     """
     pairs = find_pairs(folder)
@@ -407,74 +408,16 @@ def _build(
     log: Callable[[str], None],
 ) -> _Run:
     """Check the settings, load the data, make (or resume) the model, optimiser and log."""
-    check_settings(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.batch_size % dist.world_size:
-        raise SettingError(
-            f"batch size {cfg.batch_size} is not divisible by {dist.world_size} GPUs"
-        )
-    if cfg.time_budget and dist.enabled:
-        raise SettingError("a time budget needs one process: each would plan its own schedule")
+    _check(cfg, dist)
     run_dir = Path(cfg.out)
-    shares = _batch_shares(cfg, dist)
-    dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed, cfg.zoom_out)
-    unlabelled = _unlabelled_pairs(cfg, dist, dev, log) if cfg.unlabelled else None
-    steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
-    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
-    if cfg.time_budget and cfg.steps is None:
-        total = UNPLANNED_STEPS  # until the time budget fits the schedule (cosine near its peak)
-
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model)
-    if cfg.init:
-        _load_init(model, cfg.init)
-    elif cfg.identity_init:
-        _identity_init(model)
-    # channels_last from the start in every run, so a resumed run computes exactly the same.
-    model = model.to(dev, memory_format=torch.channels_last).train()  # type: ignore[call-overload]
-    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-    # Adam (the paper's; weight decay 0 makes it AdamW too), fused into a few kernels on CUDA.
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        fused=True if dev.type == "cuda" else None,
-    )
-    criterion = DANetLoss(
-        cfg.charbonnier_eps, cfg.ssim_weight, cfg.lambda_rsn, cfg.rain_left_weight
-    )
-
-    start = 0
-    best: dict[str, float | None] = {"psnr": None, "ssim": None}
-    fixed_total: int | None = None
-    if resume:
-        ckpt = Path(resume) if isinstance(resume, str) else run_dir / LAST
-        if not ckpt.is_file():
-            raise TrainingError(f"{ckpt}: no checkpoint to resume from")
-        start, extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, ema=ema)
-        best = extra.get("best", best)
-        planned = int(extra.get("total", UNPLANNED_STEPS))
-        if cfg.time_budget and planned != UNPLANNED_STEPS:
-            total = fixed_total = planned  # the schedule the interrupted run planned
-        log(f"resumed from {ckpt} at step {start}")
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    folders = val_folders(cfg.val)
-    per_set = [f"psnr_{val_name(f)}" for f in folders] if len(folders) > 1 else []
-    columns = (*LOG_COLUMNS, *per_set, *RATE_COLUMNS)
-    csv_log = CsvLog(run_dir / "log.csv", columns) if dist.is_main else None
-    if csv_log is not None:  # rows past the checkpoint (all of them in a fresh run) are stale
-        csv_log.truncate_after(start)
-
-    net: torch.nn.Module = model
-    if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None
-        )
-    if cfg.compile:
-        net = cast(torch.nn.Module, torch.compile(net))
+    dataset, unlabelled, shares = _data(cfg, dist, dev, log)
+    steps_per_epoch, total = _schedule(cfg, len(dataset))
+    model, ema, optimizer, criterion = _model_and_optimiser(cfg, dev)
+    start, best, fixed_total = _resume(cfg, resume, run_dir, model, optimizer, ema, log)
+    if fixed_total is not None:
+        total = fixed_total  # the schedule the interrupted run planned
+    folders, per_set, csv_log = _run_files(cfg, dist, run_dir, start)
+    net = _wrapped(cfg, dist, dev, model)
     end = total if stop_at is None else min(total, stop_at)
     batches = _batches(cfg, dist, dev, dataset, unlabelled, shares, (start, end), log)
     stepper = OptimStep(net, optimizer, criterion, dev, cfg.amp, cfg.grad_clip)
@@ -503,6 +446,125 @@ def _build(
         fixed_total=fixed_total,
         step=start,
     )
+
+
+def _check(cfg: TrainConfig, dist: Dist) -> None:
+    """Refuse settings that cannot run (here, or over these processes); set the threads."""
+    check_settings(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.batch_size % dist.world_size:
+        raise SettingError(
+            f"batch size {cfg.batch_size} is not divisible by {dist.world_size} GPUs"
+        )
+    if cfg.time_budget and dist.enabled:
+        raise SettingError("a time budget needs one process: each would plan its own schedule")
+
+
+def _data(
+    cfg: TrainConfig, dist: Dist, dev: torch.device, log: Callable[[str], None]
+) -> tuple[SyntheticCrops | PairedCrops, PairedCrops | None, tuple[int, int]]:
+    """The training set, the unlabelled photos' pairs (if any), and each one's batch share."""
+    shares = _batch_shares(cfg, dist)
+    dataset = build_dataset(cfg.data, cfg.synthetic, cfg.crop, cfg.seed, cfg.zoom_out)
+    unlabelled = _unlabelled_pairs(cfg, dist, dev, log) if cfg.unlabelled else None
+    return dataset, unlabelled, shares
+
+
+def _schedule(cfg: TrainConfig, images: int) -> tuple[int, int]:
+    """Steps per epoch, and the schedule's total before any resume."""
+    steps_per_epoch = math.ceil(images / cfg.batch_size)
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+    if cfg.time_budget and cfg.steps is None:
+        total = UNPLANNED_STEPS  # until the time budget fits the schedule (cosine near its peak)
+    return steps_per_epoch, total
+
+
+def _model_and_optimiser(
+    cfg: TrainConfig, dev: torch.device
+) -> tuple[DANet, DANet | None, torch.optim.Optimizer, DANetLoss]:
+    """The seeded model (initialised as ``cfg`` says) on ``dev``, its EMA, optimiser and loss."""
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model)
+    if cfg.init:
+        _load_init(model, cfg.init)
+    elif cfg.identity_init:
+        _identity_init(model)
+    # channels_last from the start in every run, so a resumed run computes exactly the same.
+    model = model.to(dev, memory_format=torch.channels_last).train()  # type: ignore[call-overload]
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+    # Adam (the paper's; weight decay 0 makes it AdamW too), fused into a few kernels on CUDA.
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=True if dev.type == "cuda" else None,
+    )
+    criterion = DANetLoss(
+        cfg.charbonnier_eps, cfg.ssim_weight, cfg.lambda_rsn, cfg.rain_left_weight
+    )
+    return model, ema, optimizer, criterion
+
+
+def _resume(
+    cfg: TrainConfig,
+    resume: bool | str,
+    run_dir: Path,
+    model: DANet,
+    optimizer: torch.optim.Optimizer,
+    ema: DANet | None,
+    log: Callable[[str], None],
+) -> tuple[int, dict[str, float | None], int | None]:
+    """Load the checkpoint into the model, EMA and optimiser, if resuming.
+
+    Returns the step to start from, the best scores so far, and the schedule's total that an
+    interrupted time-budgeted run planned (``None``: the total is not fixed by the checkpoint).
+    """
+    start = 0
+    best: dict[str, float | None] = {"psnr": None, "ssim": None}
+    fixed_total: int | None = None
+    if resume:
+        ckpt = Path(resume) if isinstance(resume, str) else run_dir / LAST
+        if not ckpt.is_file():
+            raise TrainingError(f"{ckpt}: no checkpoint to resume from")
+        start, extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, ema=ema)
+        best = extra.get("best", best)
+        planned = int(extra.get("total", UNPLANNED_STEPS))
+        if cfg.time_budget and planned != UNPLANNED_STEPS:
+            fixed_total = planned
+        log(f"resumed from {ckpt} at step {start}")
+    return start, best, fixed_total
+
+
+def _run_files(
+    cfg: TrainConfig, dist: Dist, run_dir: Path, start: int
+) -> tuple[list[str], list[str], CsvLog | None]:
+    """Write the run folder's ``config.json`` and open its log (main rank only).
+
+    Returns the validation folders, their per-set log columns, and the log.
+    """
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    folders = val_folders(cfg.val)
+    per_set = [f"psnr_{val_name(f)}" for f in folders] if len(folders) > 1 else []
+    columns = (*LOG_COLUMNS, *per_set, *RATE_COLUMNS)
+    csv_log = CsvLog(run_dir / "log.csv", columns) if dist.is_main else None
+    if csv_log is not None:  # rows past the checkpoint (all of them in a fresh run) are stale
+        csv_log.truncate_after(start)
+    return folders, per_set, csv_log
+
+
+def _wrapped(cfg: TrainConfig, dist: Dist, dev: torch.device, model: DANet) -> torch.nn.Module:
+    """The module the steps run: ``model``, under DDP over several processes, compiled if asked."""
+    net: torch.nn.Module = model
+    if dist.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    if cfg.compile:
+        net = cast(torch.nn.Module, torch.compile(net))
+    return net
 
 
 def _batch_shares(cfg: TrainConfig, dist: Dist) -> tuple[int, int]:
