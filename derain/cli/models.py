@@ -8,7 +8,7 @@ from rich.table import Table
 
 from ..models import DANet, get_model_info, list_models
 from ..models.registry import DEFAULT_MODEL, VALIDATION_SETS, ModelInfo
-from ..models.weight_files import shipped_weights_dir
+from ..models.sources import shipped_file
 
 TABLE_WIDTH = 140
 HELP = """List the models: parameters, MACs at 512×512, where the weights come from, scores."""
@@ -16,7 +16,7 @@ HELP = """List the models: parameters, MACs at 512×512, where the weights come 
 
 def _weights_source(info: ModelInfo) -> str:
     w = info.weights
-    shipped = (shipped_weights_dir() / w.filename).is_file()
+    shipped = shipped_file(info).is_file()
     parts = [
         "shipped" if shipped else "not shipped",
         "sha256 ✓" if w.sha256 else "no sha256",  # load_shipped refuses a file without one
