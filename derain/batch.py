@@ -35,7 +35,7 @@ from .io.discovery import InputFile, derained_path, expand_inputs, has_glob
 from .io.files import Files, LocalFiles
 from .io.imaging import open_frames
 from .io.suffixes import VIDEO_SUFFIXES, is_input_name, is_video_name
-from .io.writing import encode_image, output_format
+from .io.writing import encode_image, format_for_path, output_format
 from .record import RunRecord
 from .tiling import DEFAULT_OVERLAP, TileProgress, parse_tile
 
@@ -657,7 +657,11 @@ class BatchRunner:
         recorded = self.outputs.read_made_by(job.target)
         if recorded is None:
             return None
-        frames = 0 if job.source is None else self.inputs.frame_count(job.source.path)
+        # Only a format that holds frames is asked how many (a header read; for a remote
+        # file the whole file), so a folder of JPEGs costs no extra read on a rerun.
+        source = None if job.source is None else job.source.path
+        animated = source is not None and format_for_path(source) in ANIMATED_FORMATS
+        frames = self.inputs.frame_count(source) if source is not None and animated else 0
         reason = self.record_for(job, frames).why_redo(RunRecord.parse(recorded))
         return None if reason is None else f"redoing {job.target}: {reason} ({recorded})"
 

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DerainWarning, ImageError, first_line
 from . import png16
-from .animation import Animation, read_frames
+from .animation import ANIMATED_FORMATS, Animation, read_frames
 
 __all__ = [
     "Decoded",
@@ -146,7 +146,9 @@ def _read(source: ImageSource, name: str | None, all_frames: bool) -> Image.Imag
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(opened) as im:
                 frames = getattr(im, "n_frames", 1)
-                if frames > 1 and all_frames:
+                # an animation of a format that holds frames; an MPO (a JPEG with a second
+                # picture: a preview, a depth map) stays its first picture, as before
+                if frames > 1 and all_frames and im.format in ANIMATED_FORMATS:
                     _frames_fit(im, frames, label)
                     return read_frames(im, _exif_transpose)
                 if frames > 1:
