@@ -41,6 +41,7 @@ from .data import (
     checked_images,
 )
 from .distributed import Dist, init_distributed
+from .interrupts import Interrupts
 from .losses import DANetLoss, LossTerms
 from .recipes import TrainConfig, check_settings, lr_at
 from .report import CsvLog, plot_curves, sample_grid
@@ -291,9 +292,18 @@ def train(
         dev = torch.device("cuda", dist.local_rank)
     try:
         budget = TimeBudget(started + cfg.time_budget, cfg.time_budget) if cfg.time_budget else None
-        return _train(
-            cfg, dist, dev, resume, export, stop_at, log if dist.is_main else _quiet, budget
-        )
+        with Interrupts() as interrupts:
+            return _train(
+                cfg,
+                dist,
+                dev,
+                resume,
+                export,
+                stop_at,
+                log if dist.is_main else _quiet,
+                budget,
+                interrupts,
+            )
     finally:
         dist.close()
 
@@ -330,6 +340,7 @@ class _Run:
     stop_at: int | None = None
     fixed_total: int | None = None  # a resumed time-budgeted run keeps its planned schedule
     budget: TimeBudget | None = None
+    interrupts: Interrupts | None = None  # a Ctrl-C that Python swallowed is raised here
     step: int = 0
 
     @property
@@ -391,10 +402,13 @@ def _train(
     stop_at: int | None,
     log: Callable[[str], None],
     budget: TimeBudget | None = None,
+    interrupts: Interrupts | None = None,
 ) -> TrainResult:
     run = _build(cfg, dist, dev, resume, stop_at, log)
-    run.budget = budget
+    run.budget, run.interrupts = budget, interrupts
     _loop(run)
+    if interrupts is not None:
+        interrupts.check()  # a Ctrl-C swallowed after the last step: no export
     exported = _export(run, export)
     return TrainResult(run.run_dir, run.step, run.best["psnr"], run.best["ssim"], exported)
 
@@ -714,6 +728,8 @@ def _loop(run: _Run) -> None:
             run.save()
         if step % cfg.ckpt_every == 0:
             run.dist.barrier()
+        if run.interrupts is not None:
+            run.interrupts.check()
         if step >= run.end:
             break
 

@@ -6,6 +6,7 @@ folder with unpaired, corrupt and odd-sized files is reported before training st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -167,6 +168,21 @@ def test_resume_survives_a_log_left_by_a_kill(tiny_run, tmp_path: Path, log_left
     assert train(tiny_run, resume=True, log=lambda _: None).step == 3
     steps = [line.split(",")[0] for line in (run / "log.csv").read_text().splitlines()]
     assert steps[0] == "step" and steps[-1] == "3" and "5" not in steps and "9" not in steps
+
+
+def test_a_ctrl_c_that_python_swallowed_still_stops_training(tiny_run, tmp_path: Path) -> None:
+    # CPython only prints a KeyboardInterrupt raised in a weak-reference callback (an import's
+    # module lock): training used to run on to the end and exit 0.
+    def log(line: str) -> None:
+        if line.startswith("step 1/"):
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_run, log=log)
+    assert load_file(str(tmp_path / "run" / "last.safetensors")).keys()
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["step", "1"]
 
 
 def test_fresh_run_in_an_old_run_folder_starts_a_fresh_log(tiny_run, tmp_path: Path) -> None:
