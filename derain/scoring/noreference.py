@@ -17,6 +17,9 @@ with oriented Gaussian derivative filters, computed in the Fourier domain over a
   perfect removal scores 0 whatever it removed, and blurring an output always raises it.
 - :func:`densest_streak_window`: where, in a photo, a fixed-size window holds the most streak
   energy: where to look at 1:1.
+- :func:`streak_part`: the one image out, not a float: the part of a layer (such as a removed
+  rain layer) made of thin bright structures along the streak direction, the veil and the
+  short or sideways detail left out (what a distillation teacher may strengthen).
 
 Example:
     >>> import numpy as np
@@ -42,12 +45,16 @@ __all__ = [
     "ANGLE_SIGMA",
     "ELONGATION",
     "RIDGE_SIGMAS",
+    "STREAK_ALONG",
+    "STREAK_BESIDE",
     "densest_streak_window",
     "luminance",
+    "oriented_smooth",
     "rain_left",
     "rain_removed",
     "streak_angle",
     "streak_energy",
+    "streak_part",
     "texture_lost",
 ]
 
@@ -243,3 +250,62 @@ def densest_streak_window(
     sums = table[ch:, cw:] - table[:-ch, cw:] - table[ch:, :-cw] + table[:-ch, :-cw]
     y0, x0 = np.unravel_index(int(np.argmax(sums)), sums.shape)
     return int(x0), int(y0)
+
+
+#: σ along a streak of :func:`streak_part`'s smoothing: the middle ridge width, elongated.
+STREAK_ALONG = ELONGATION * RIDGE_SIGMAS[len(RIDGE_SIGMAS) // 2]
+#: σ across of the background :func:`streak_part` takes away: twice the widest ridge.
+STREAK_BESIDE = 2 * max(RIDGE_SIGMAS)
+
+
+def oriented_smooth(image: np.ndarray, angle_deg: float, across: float, along: float) -> np.ndarray:
+    """``image`` (H×W×C or H×W) blurred per channel by a Gaussian of σ ``across`` and ``along``
+    the direction ``angle_deg`` (degrees from vertical), over a mirrored border; float64.
+
+    Example:
+        >>> image = np.zeros((32, 32))
+        >>> image[:, 16] = 1.0  # a vertical line is unchanged by smoothing along it
+        >>> bool(np.allclose(oriented_smooth(image, 0.0, 0.0, 4.0), image, atol=1e-6))
+        True
+    """
+    arr = np.asarray(image, dtype=np.float64)
+    if arr.ndim not in (2, 3) or min(arr.shape[:2]) < 2 or not np.isfinite(arr).all():
+        raise ImageError(f"expected a finite H×W×C or H×W image, got shape {np.shape(image)}")
+    channels = arr[..., None] if arr.ndim == 2 else arr
+    out = np.stack(
+        [
+            _oriented_filters(channels[..., c], angle_deg, [(across, along, 0, 0)])[0]
+            for c in range(channels.shape[2])
+        ],
+        axis=2,
+    )
+    return out[..., 0] if arr.ndim == 2 else out
+
+
+def streak_part(layer: np.ndarray, angle_deg: float) -> np.ndarray:
+    """The streaks of ``layer`` along ``angle_deg``: thin, long and bright, the rest left out.
+
+    Each channel is smoothed along the direction (σ :data:`STREAK_ALONG`), which keeps a
+    streak and fades a dot or a line at another angle, and what is wider across the direction
+    than :data:`STREAK_BESIDE` (a veil, a glare, a shading) is taken away; only the bright side
+    (rain adds light) is kept, and never more than the layer holds at a pixel.
+
+    Args:
+        layer: H×W×3 or H×W, for example input − output of a deraining model.
+        angle_deg: the streak direction, degrees from vertical (see :func:`streak_angle`).
+
+    Returns:
+        float32, the shape of ``layer``, between 0 and max(0, ``layer``) at every pixel.
+
+    Example:
+        >>> layer = np.zeros((64, 64))
+        >>> layer[8:56, 30] = 0.5  # a long vertical streak
+        >>> layer[20, 4:60] = 0.5  # a sideways line
+        >>> part = streak_part(layer, 0.0)
+        >>> bool(part[32, 30] > 0.2 > part[20, 12])
+        True
+    """
+    smooth = oriented_smooth(layer, angle_deg, 0.0, STREAK_ALONG)
+    beside = oriented_smooth(layer, angle_deg, STREAK_BESIDE, STREAK_ALONG)
+    bright = np.maximum(np.asarray(layer, dtype=np.float64), 0.0)
+    return np.clip(smooth - beside, 0.0, bright).astype(np.float32)

@@ -54,9 +54,10 @@ class TrainConfig:
         teacher: the model whose outputs are the unlabelled photos' targets.
         unlabelled_share: the share of each batch taken from the unlabelled photos (rounded
             to whole crops; at least one crop of each kind).
-        teacher_passes, teacher_rain_scale, teacher_flips: how a target is made from the
-            teacher (:class:`~derain.train.teacher.TeacherRecipe`): run it this many times,
-            subtract its rain layer this many times, average it over the four mirror images.
+        teacher_passes, teacher_rain_scale, teacher_flips, teacher_streaks_only: how a
+            target is made from the teacher (:class:`~derain.train.teacher.TeacherRecipe`):
+            run it this many times, subtract its rain layer this many times, average it over
+            the four mirror images, scale only the layer's streaks.
         unlabelled_upright: turn unlabelled crops only in the ways that keep rain upright
             (none, 180°, the two mirror images); ``False`` draws all 8 flips/rotations.
         teacher_cache: where the teacher's outputs are kept; ``None`` is
@@ -104,6 +105,7 @@ class TrainConfig:
     teacher_passes: int = 1
     teacher_rain_scale: float = 1.0
     teacher_flips: bool = False
+    teacher_streaks_only: bool = False
     teacher_cache: str | None = None
     unlabelled_upright: bool = True
     identity_init: bool = False
@@ -228,6 +230,11 @@ def check_settings(cfg: TrainConfig) -> None:
         ("unlabelled_share", 0 < cfg.unlabelled_share < 1, "use a share between 0 and 1"),
         ("teacher_passes", 1 <= cfg.teacher_passes <= 8, "use 1 to 8"),
         ("teacher_rain_scale", 0 < cfg.teacher_rain_scale <= 4, "use a number in (0, 4]"),
+        (
+            "teacher_streaks_only",
+            not cfg.teacher_streaks_only or cfg.teacher_rain_scale != 1,
+            "it scales the streaks by teacher_rain_scale, which is 1: set that too",
+        ),
     ]
     for name, ok, rule in checks:  # comparisons with NaN are False, so NaN is refused too
         if not ok:

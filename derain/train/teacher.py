@@ -13,7 +13,13 @@ A recipe can ask more of the teacher than one pass:
 - ``rain_scale``: subtract its rain layer (input − output) this many times instead of once;
 - ``flips``: average its outputs over the four mirror images (identity, left–right,
   up–down, both). Rotations by 90° are left out on purpose: they turn streaks sideways,
-  which the teacher has rarely seen, and its average then keeps more rain.
+  which the teacher has rarely seen, and its average then keeps more rain;
+- ``streaks_only``: scale only the streaks of the rain layer
+  (:func:`~derain.scoring.noreference.streak_part` along the photo's own streak direction),
+  so that the rest of what the teacher takes away (a veil, a glare, detail it mistook for
+  rain) is taken once, as the teacher does, and not ``rain_scale`` times; and never below
+  the teacher's output beside the streak, so that a streak the teacher already took away
+  whole does not become a dark line.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ from PIL import Image
 from ..errors import SettingError
 from ..inference import Deraining
 from ..output_cache import CachedRunner
+from ..scoring.noreference import (
+    STREAK_ALONG,
+    STREAK_BESIDE,
+    oriented_smooth,
+    streak_angle,
+    streak_part,
+)
 
 __all__ = ["TeacherRecipe", "teacher_image", "teacher_targets"]
 
@@ -43,12 +56,18 @@ class TeacherRecipe:
     passes: int = 1
     rain_scale: float = 1.0
     flips: bool = False
+    streaks_only: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.passes <= 8:
             raise SettingError(f"teacher_passes {self.passes}: use 1 to 8")
         if not 0 < self.rain_scale <= 4:  # also refuses NaN
             raise SettingError(f"teacher_rain_scale {self.rain_scale}: use a number in (0, 4]")
+        if self.streaks_only and self.rain_scale == 1.0:
+            raise SettingError(
+                "teacher_streaks_only scales the streaks of the rain layer: "
+                "set teacher_rain_scale too (it is 1)"
+            )
 
     @property
     def name(self) -> str:
@@ -60,6 +79,8 @@ class TeacherRecipe:
             parts.append(f"s{self.rain_scale:g}")
         if self.flips:
             parts.append("flips")
+        if self.streaks_only:
+            parts.append("streaks")
         return "-".join(parts)
 
 
@@ -84,7 +105,16 @@ def teacher_image(runner: Deraining, image: Image.Image, recipe: TeacherRecipe) 
     out = rainy
     for _ in range(recipe.passes):
         out = _one_pass(runner, out, recipe.flips)
-    target = rainy - np.float32(recipe.rain_scale) * (rainy - out)
+    layer = rainy - out
+    if recipe.streaks_only:
+        angle = streak_angle(rainy)
+        extra = np.float32(recipe.rain_scale - 1.0) * streak_part(layer, angle)
+        # Never darker than the teacher's output beside the streak: where the teacher took a
+        # streak away whole, taking it again would leave a dark line.
+        beside = oriented_smooth(out, angle, STREAK_BESIDE, STREAK_ALONG).astype(np.float32)
+        target = np.maximum(out - extra, np.minimum(out, beside))
+    else:
+        target = rainy - np.float32(recipe.rain_scale) * layer
     return Image.fromarray(np.round(np.clip(target, 0.0, 1.0) * 255.0).astype(np.uint8))
 
 

@@ -605,7 +605,9 @@ def _unlabelled_pairs(
 ) -> PairedCrops:
     """The unlabelled photos paired with their teacher targets (made once, then cached)."""
     photos = checked_images(Path(cfg.unlabelled or ""))
-    recipe = TeacherRecipe(cfg.teacher_passes, cfg.teacher_rain_scale, cfg.teacher_flips)
+    recipe = TeacherRecipe(
+        cfg.teacher_passes, cfg.teacher_rain_scale, cfg.teacher_flips, cfg.teacher_streaks_only
+    )
     cache = Path(cfg.teacher_cache) if cfg.teacher_cache else default_cache_dir("teacher")
     targets: list[Path] = []
     key = ""

@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from derain import Deraining
-from derain.errors import TrainingError
+from derain.errors import SettingError, TrainingError
 from derain.train import PairedCrops, StepSampler, SyntheticCrops, apply_overrides, get_recipe
 from derain.train import train as run_training
 from derain.train.data import DataError, DeviceBatches, MixedCrops, MixedSampler
@@ -168,6 +168,40 @@ def test_teacher_recipes() -> None:
     assert flipped[0, 0, 0] == flipped[0, -1, 0] == 150
 
 
+class _VeilAndStreak:
+    """A stand-in teacher that takes away a veil of 20 grey levels and ``taken`` of the 80 that
+    the streak at column 30 adds."""
+
+    def __init__(self, taken: int) -> None:
+        self.taken = taken
+
+    def run(self, image: np.ndarray) -> np.ndarray:
+        out = image - np.float32(20 / 255)
+        out[:, 30] -= np.float32(self.taken / 255)
+        return out
+
+
+def test_streaks_only_scales_the_streaks_and_takes_the_veil_once() -> None:
+    rainy = np.full((64, 64, 3), 100, np.uint8)
+    rainy[:, 30] = 180  # a streak from top to bottom
+    image = Image.fromarray(rainy)
+    recipe = TeacherRecipe(rain_scale=1.5, streaks_only=True)
+    assert recipe.name == "s1.5-streaks"
+
+    def target(taken: int, recipe: TeacherRecipe) -> np.ndarray:
+        out = teacher_image(_VeilAndStreak(taken), image, recipe)  # type: ignore[arg-type]
+        return np.asarray(out, np.int16)[32, :, 0]
+
+    plain = target(40, TeacherRecipe(rain_scale=1.5))
+    half = target(40, recipe)  # the teacher left 40 of the streak's 80
+    assert plain[10] == 70 and half[10] == 80  # the veil: taken 1.5 times, and once
+    assert 80 <= half[30] < 120 - 15  # more of the streak than the teacher took, not too much
+    whole = target(80, recipe)  # the teacher took it all: no dark line where it was
+    assert whole[30] == 80 and target(80, TeacherRecipe(rain_scale=1.5))[30] == 30
+    with pytest.raises(SettingError, match="teacher_rain_scale"):
+        TeacherRecipe(streaks_only=True)
+
+
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
@@ -177,6 +211,7 @@ def test_teacher_recipes() -> None:
         ("unlabelled_share", "0.1"),  # no unlabelled crop in a batch of 4
         ("teacher_passes", "0"),
         ("teacher_rain_scale", "-1"),
+        ("teacher_streaks_only", "true"),  # with teacher_rain_scale 1 it would do nothing
     ],
 )
 def test_bad_distillation_settings_are_refused_before_training(
