@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +76,15 @@ def no_denormals() -> Iterator[None]:
     yield
     torch.set_flush_denormal(False)  # torch's default; it has no getter to restore from
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Python's own SIGINT handler for one test, as a terminal user's process has it.
+
+    A suite started in the background without job control (``bash .ci/run &``) inherits
+    SIGINT ignored; the handler that was there is put back afterwards.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

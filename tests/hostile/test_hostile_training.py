@@ -170,7 +170,9 @@ def test_resume_survives_a_log_left_by_a_kill(tiny_run, tmp_path: Path, log_left
     assert steps[0] == "step" and steps[-1] == "3" and "5" not in steps and "9" not in steps
 
 
-def test_a_ctrl_c_that_python_swallowed_still_stops_training(tiny_run, tmp_path: Path) -> None:
+def test_a_ctrl_c_that_python_swallowed_still_stops_training(
+    tiny_run, tmp_path: Path, ctrl_c: None
+) -> None:
     # CPython only prints a KeyboardInterrupt raised in a weak-reference callback (an import's
     # module lock): training used to run on to the end and exit 0.
     def log(line: str) -> None:

@@ -16,7 +16,7 @@ def _swallowed_ctrl_c() -> None:
         signal.raise_signal(signal.SIGINT)
 
 
-def test_a_swallowed_ctrl_c_is_raised_at_the_next_check() -> None:
+def test_a_swallowed_ctrl_c_is_raised_at_the_next_check(ctrl_c: None) -> None:
     with Interrupts() as interrupts:
         _swallowed_ctrl_c()
         with pytest.raises(KeyboardInterrupt):
@@ -24,13 +24,13 @@ def test_a_swallowed_ctrl_c_is_raised_at_the_next_check() -> None:
         interrupts.check()  # raised once, then forgotten
 
 
-def test_the_default_handler_is_back_afterwards() -> None:
+def test_the_default_handler_is_back_afterwards(ctrl_c: None) -> None:
     with Interrupts():
         assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_host_handler_is_left_alone() -> None:
+def test_a_host_handler_is_left_alone(ctrl_c: None) -> None:
     seen: list[int] = []
 
     def host(signum: int, _frame: object) -> None:
