@@ -13,12 +13,14 @@ from ..errors import SettingError
 
 __all__ = [
     "RECIPES",
+    "TeacherRecipe",
     "TrainConfig",
     "apply_overrides",
     "check_settings",
     "get_recipe",
     "lr_at",
     "parse_duration",
+    "teacher_recipe",
 ]
 
 
@@ -55,7 +57,7 @@ class TrainConfig:
         unlabelled_share: the share of each batch taken from the unlabelled photos (rounded
             to whole crops; at least one crop of each kind).
         teacher_passes, teacher_rain_scale, teacher_flips, teacher_streaks_only: how a
-            target is made from the teacher (:class:`~derain.train.teacher.TeacherRecipe`):
+            target is made from the teacher (:class:`TeacherRecipe`):
             run it this many times, subtract its rain layer this many times, average it over
             the four mirror images, scale only the layer's streaks.
         unlabelled_upright: turn unlabelled crops only in the ways that keep rain upright
@@ -201,6 +203,43 @@ SCHEDULES = ("step", "cosine")
 DATA_DEVICES = ("auto", "host", "device")
 
 
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How a distillation target is made from the teacher (:mod:`derain.train.teacher`):
+    run it ``passes`` times, subtract its rain layer ``rain_scale`` times, average it over the
+    four mirror images (``flips``), scale only the layer's streaks (``streaks_only``)."""
+
+    passes: int = 1
+    rain_scale: float = 1.0
+    flips: bool = False
+    streaks_only: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.passes <= 8:
+            raise SettingError(f"teacher_passes {self.passes}: use 1 to 8")
+        if not 0 < self.rain_scale <= 4:  # also refuses NaN
+            raise SettingError(f"teacher_rain_scale {self.rain_scale}: use a number in (0, 4]")
+        if self.streaks_only and self.rain_scale == 1.0:
+            raise SettingError(
+                "teacher_streaks_only scales the streaks of the rain layer: "
+                "set teacher_rain_scale too (it is 1)"
+            )
+
+    @property
+    def name(self) -> str:
+        """The recipe's part of the cache key (empty for the plain single pass)."""
+        parts = []
+        if self.passes != 1:
+            parts.append(f"x{self.passes}")
+        if self.rain_scale != 1.0:
+            parts.append(f"s{self.rain_scale:g}")
+        if self.flips:
+            parts.append("flips")
+        if self.streaks_only:
+            parts.append("streaks")
+        return "-".join(parts)
+
+
 def check_settings(cfg: TrainConfig) -> None:
     """Refuse, before any work, a setting that is out of range or names nothing known.
 
@@ -228,17 +267,18 @@ def check_settings(cfg: TrainConfig) -> None:
         ("grad_clip", 0 <= cfg.grad_clip < math.inf, "must be 0 (off) or more"),
         ("rain_left_weight", 0 <= cfg.rain_left_weight < math.inf, "must be 0 or more"),
         ("unlabelled_share", 0 < cfg.unlabelled_share < 1, "use a share between 0 and 1"),
-        ("teacher_passes", 1 <= cfg.teacher_passes <= 8, "use 1 to 8"),
-        ("teacher_rain_scale", 0 < cfg.teacher_rain_scale <= 4, "use a number in (0, 4]"),
-        (
-            "teacher_streaks_only",
-            not cfg.teacher_streaks_only or cfg.teacher_rain_scale != 1,
-            "it scales the streaks by teacher_rain_scale, which is 1: set that too",
-        ),
     ]
     for name, ok, rule in checks:  # comparisons with NaN are False, so NaN is refused too
         if not ok:
             raise SettingError(f"{name} {getattr(cfg, name)!r}: {rule}")
+    teacher_recipe(cfg)  # the teacher settings are checked where they are kept together
+
+
+def teacher_recipe(cfg: TrainConfig) -> TeacherRecipe:
+    """The :class:`TeacherRecipe` of ``cfg``'s ``teacher_*`` settings (checked on the way)."""
+    return TeacherRecipe(
+        cfg.teacher_passes, cfg.teacher_rain_scale, cfg.teacher_flips, cfg.teacher_streaks_only
+    )
 
 
 def lr_at(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:

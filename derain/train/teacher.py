@@ -25,14 +25,12 @@ A recipe can ask more of the teacher than one pass:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import SettingError
 from ..inference import Deraining
 from ..output_cache import CachedRunner
 from ..scoring.noreference import (
@@ -42,46 +40,12 @@ from ..scoring.noreference import (
     streak_angle,
     streak_part,
 )
+from .recipes import TeacherRecipe
 
 __all__ = ["TeacherRecipe", "teacher_image", "teacher_targets"]
 
 #: The four mirror images: (flip rows, flip columns).
 FLIPS = ((False, False), (False, True), (True, False), (True, True))
-
-
-@dataclass(frozen=True)
-class TeacherRecipe:
-    """How a target is made from the teacher (see the module's text)."""
-
-    passes: int = 1
-    rain_scale: float = 1.0
-    flips: bool = False
-    streaks_only: bool = False
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.passes <= 8:
-            raise SettingError(f"teacher_passes {self.passes}: use 1 to 8")
-        if not 0 < self.rain_scale <= 4:  # also refuses NaN
-            raise SettingError(f"teacher_rain_scale {self.rain_scale}: use a number in (0, 4]")
-        if self.streaks_only and self.rain_scale == 1.0:
-            raise SettingError(
-                "teacher_streaks_only scales the streaks of the rain layer: "
-                "set teacher_rain_scale too (it is 1)"
-            )
-
-    @property
-    def name(self) -> str:
-        """The recipe's part of the cache key (empty for the plain single pass)."""
-        parts = []
-        if self.passes != 1:
-            parts.append(f"x{self.passes}")
-        if self.rain_scale != 1.0:
-            parts.append(f"s{self.rain_scale:g}")
-        if self.flips:
-            parts.append("flips")
-        if self.streaks_only:
-            parts.append("streaks")
-        return "-".join(parts)
 
 
 def _mirror(image: np.ndarray, rows: bool, cols: bool) -> np.ndarray:

@@ -43,9 +43,9 @@ from .data import (
 from .distributed import Dist, init_distributed
 from .interrupts import Interrupts
 from .losses import DANetLoss, LossTerms
-from .recipes import TrainConfig, check_settings, lr_at
+from .recipes import TrainConfig, check_settings, lr_at, teacher_recipe
 from .report import CsvLog, plot_curves, sample_grid
-from .teacher import TeacherRecipe, teacher_targets
+from .teacher import teacher_targets
 
 __all__ = ["OptimStep", "TrainResult", "train"]
 
@@ -407,8 +407,6 @@ def _train(
     run = _build(cfg, dist, dev, resume, stop_at, log)
     run.budget, run.interrupts = budget, interrupts
     _loop(run)
-    if interrupts is not None:
-        interrupts.check()  # a Ctrl-C swallowed after the last step: no export
     exported = _export(run, export)
     return TrainResult(run.run_dir, run.step, run.best["psnr"], run.best["ssim"], exported)
 
@@ -605,9 +603,7 @@ def _unlabelled_pairs(
 ) -> PairedCrops:
     """The unlabelled photos paired with their teacher targets (made once, then cached)."""
     photos = checked_images(Path(cfg.unlabelled or ""))
-    recipe = TeacherRecipe(
-        cfg.teacher_passes, cfg.teacher_rain_scale, cfg.teacher_flips, cfg.teacher_streaks_only
-    )
+    recipe = teacher_recipe(cfg)
     cache = Path(cfg.teacher_cache) if cfg.teacher_cache else default_cache_dir("teacher")
     targets: list[Path] = []
     key = ""
