@@ -72,7 +72,9 @@ class DANetLoss(torch.nn.Module):
 
     The DSN term compares the half-resolution output with the bilinearly halved clean image.
     With ``rain_left_weight`` w > 0 (not in the paper), ``w · rain_left`` of the full-size
-    output is added; it needs the rainy input, passed as ``rainy``.
+    output is added; it needs the rainy input, passed as ``rainy``. ``rain_left_rows`` picks
+    the images of the batch the term is measured on (the trainer's synthetic or unlabelled
+    part); every image by default.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class DANetLoss(torch.nn.Module):
         ssim_weight: float = -0.15,
         lambda_rsn: float = 1.0,
         rain_left_weight: float = 0.0,
+        rain_left_rows: slice = slice(None),
     ):
         super().__init__()
         if rain_left_weight < 0:
@@ -89,6 +92,7 @@ class DANetLoss(torch.nn.Module):
         self.ssim_weight = ssim_weight
         self.lambda_rsn = lambda_rsn
         self.rain_left_weight = rain_left_weight
+        self.rain_left_rows = rain_left_rows
 
     def forward(self, out: DANetOutput, clean: Tensor, rainy: Tensor | None = None) -> LossTerms:
         clean_low = F.interpolate(clean, scale_factor=0.5, mode="bilinear", align_corners=False)
@@ -107,5 +111,6 @@ class DANetLoss(torch.nn.Module):
             return LossTerms(total, *parts)
         if rainy is None:
             raise ValueError("rain_left_weight > 0 needs the rainy input")
-        left = rain_left(derained, clean, rainy.float())
+        rows = self.rain_left_rows
+        left = rain_left(derained[rows], clean[rows], rainy[rows].float())
         return LossTerms(total + self.rain_left_weight * left, *parts, rain_left=left.detach())

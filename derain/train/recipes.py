@@ -50,6 +50,10 @@ class TrainConfig:
         rain_left_weight: weight of :func:`~derain.train.losses.rain_left`, a term not in the
             paper that makes rain left in the output cost more than rain removed too eagerly;
             0 (the default) is the paper's loss.
+        rain_left_on: the crops of each batch the ``rain_left`` term is measured on: ``all``
+            (the default), or with ``unlabelled`` only the ``synthetic`` pairs or only the
+            ``unlabelled`` photos, where the teacher's rain layer (photo − target) says
+            where the rain is.
         unlabelled: a folder of real rainy photos without ground truth, for distillation: a
             share of every batch is crops of these photos, with the teacher's output on the
             same crop as the target (:mod:`derain.train.teacher`); ``None`` turns it off.
@@ -101,6 +105,7 @@ class TrainConfig:
     ssim_weight: float = -0.15
     lambda_rsn: float = 1.0
     rain_left_weight: float = 0.0
+    rain_left_on: str = "all"
     unlabelled: str | None = None
     teacher: str = "danet-plus"
     unlabelled_share: float = 0.5
@@ -201,6 +206,8 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any] | list[str]) -> 
 
 SCHEDULES = ("step", "cosine")
 DATA_DEVICES = ("auto", "host", "device")
+#: The parts of a batch the ``rain_left`` term can be measured on.
+RAIN_LEFT_ON = ("all", "synthetic", "unlabelled")
 
 
 @dataclass(frozen=True)
@@ -267,6 +274,12 @@ def check_settings(cfg: TrainConfig) -> None:
         ("grad_clip", 0 <= cfg.grad_clip < math.inf, "must be 0 (off) or more"),
         ("rain_left_weight", 0 <= cfg.rain_left_weight < math.inf, "must be 0 or more"),
         ("unlabelled_share", 0 < cfg.unlabelled_share < 1, "use a share between 0 and 1"),
+        ("rain_left_on", cfg.rain_left_on in RAIN_LEFT_ON, f"use one of {', '.join(RAIN_LEFT_ON)}"),
+        (
+            "rain_left_on",
+            cfg.rain_left_on == "all" or bool(cfg.unlabelled and cfg.rain_left_weight),
+            "a part of the batch needs --unlabelled and rain_left_weight > 0",
+        ),
     ]
     for name, ok, rule in checks:  # comparisons with NaN are False, so NaN is refused too
         if not ok:

@@ -424,7 +424,9 @@ def _build(
     run_dir = Path(cfg.out)
     dataset, unlabelled, shares = _data(cfg, dist, dev, log)
     steps_per_epoch, total = _schedule(cfg, len(dataset))
-    model, ema, optimizer, criterion = _model_and_optimiser(cfg, dev)
+    model, ema, optimizer, criterion = _model_and_optimiser(
+        cfg, dev, _rain_left_rows(cfg, shares, dist)
+    )
     start, best, fixed_total = _resume(cfg, resume, run_dir, model, optimizer, ema, log)
     if fixed_total is not None:
         total = fixed_total  # the schedule the interrupted run planned
@@ -493,9 +495,12 @@ def _schedule(cfg: TrainConfig, images: int) -> tuple[int, int]:
 
 
 def _model_and_optimiser(
-    cfg: TrainConfig, dev: torch.device
+    cfg: TrainConfig, dev: torch.device, rain_left_rows: slice = slice(None)
 ) -> tuple[DANet, DANet | None, torch.optim.Optimizer, DANetLoss]:
-    """The seeded model (initialised as ``cfg`` says) on ``dev``, its EMA, optimiser and loss."""
+    """The seeded model (initialised as ``cfg`` says) on ``dev``, its EMA, optimiser and loss.
+
+    ``rain_left_rows``: the rows of each process's batch the loss's ``rain_left`` term reads.
+    """
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model)
     if cfg.init:
@@ -513,7 +518,7 @@ def _model_and_optimiser(
         fused=True if dev.type == "cuda" else None,
     )
     criterion = DANetLoss(
-        cfg.charbonnier_eps, cfg.ssim_weight, cfg.lambda_rsn, cfg.rain_left_weight
+        cfg.charbonnier_eps, cfg.ssim_weight, cfg.lambda_rsn, cfg.rain_left_weight, rain_left_rows
     )
     return model, ema, optimizer, criterion
 
@@ -596,6 +601,20 @@ def _batch_shares(cfg: TrainConfig, dist: Dist) -> tuple[int, int]:
             f"over {dist.world_size} GPUs"
         )
     return shares
+
+
+def _rain_left_rows(cfg: TrainConfig, shares: tuple[int, int], dist: Dist) -> slice:
+    """The rows of each process's batch that ``cfg.rain_left_on`` names.
+
+    Every batch (each process's part of it under DDP) holds its synthetic crops first, then
+    its unlabelled ones, on both data paths.
+    """
+    synthetic = shares[0] // dist.world_size
+    return {
+        "all": slice(None),
+        "synthetic": slice(0, synthetic),
+        "unlabelled": slice(synthetic, None),
+    }[cfg.rain_left_on]
 
 
 def _unlabelled_pairs(

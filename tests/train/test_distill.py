@@ -212,6 +212,8 @@ def test_streaks_only_scales_the_streaks_and_takes_the_veil_once() -> None:
         ("teacher_passes", "0"),
         ("teacher_rain_scale", "-1"),
         ("teacher_streaks_only", "true"),  # with teacher_rain_scale 1 it would do nothing
+        ("rain_left_on", "everywhere"),
+        ("rain_left_on", "unlabelled"),  # with rain_left_weight 0 it would do nothing
     ],
 )
 def test_bad_distillation_settings_are_refused_before_training(
@@ -219,6 +221,39 @@ def test_bad_distillation_settings_are_refused_before_training(
 ) -> None:
     cfg = apply_overrides(_cfg(tmp_path, folders), [f"{setting}={value}"])
     with pytest.raises(TrainingError, match=setting):
+        run_training(cfg, log=_quiet)
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+@pytest.mark.parametrize("part", ["synthetic", "unlabelled"])
+def test_rain_left_on_a_part_reads_that_part_of_each_batch(
+    tmp_path: Path, folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch, part: str
+) -> None:
+    """The term sees the 2 crops of its part of a batch of 4: the unlabelled ones are those
+    whose target is the toy teacher's darkening (photo − target ≈ 0.4 · photo everywhere),
+    the synthetic ones have sparse light rain on top of their clean crop."""
+    from derain.train import losses
+
+    seen: list[tuple[int, float]] = []
+    measure = losses.rain_left
+
+    def spy(derained: torch.Tensor, clean: torch.Tensor, rainy: torch.Tensor) -> torch.Tensor:
+        seen.append((len(clean), float((rainy - clean).mean())))
+        return measure(derained, clean, rainy)
+
+    monkeypatch.setattr(losses, "rain_left", spy)
+    cfg = _cfg(tmp_path, folders, steps=2, rain_left_weight=1.0, rain_left_on=part)
+    run_training(cfg, log=_quiet)
+    assert [n for n, _ in seen] == [2, 2]
+    for _, added in seen:
+        assert (added > 0.15) == (part == "unlabelled"), added
+
+
+def test_rain_left_on_a_part_needs_the_unlabelled_photos(
+    tmp_path: Path, folders: dict[str, Path]
+) -> None:
+    cfg = _cfg(tmp_path, folders, unlabelled=None, rain_left_weight=1.0, rain_left_on="synthetic")
+    with pytest.raises(SettingError, match=r"rain_left_on .*--unlabelled"):
         run_training(cfg, log=_quiet)
     assert not (tmp_path / "run" / "last.safetensors").exists()
 

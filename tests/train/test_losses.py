@@ -77,6 +77,24 @@ def test_rain_left_weight_makes_leaving_rain_cost_more_than_removing_too_much() 
     assert float(t_left.total - t_eager.total) == pytest.approx(gap + 0.5 * 0.75 * delta, abs=1e-6)
 
 
+def test_rain_left_rows_measure_only_the_images_they_name() -> None:
+    clean, rainy = _scene()
+    streaks = rainy > clean
+    left = torch.where(streaks, clean + 0.1, clean)  # image 0 keeps some rain, image 1 none
+    out = _output(torch.cat([left, clean]))
+    clean2, rainy2 = torch.cat([clean, clean]), torch.cat([rainy, rainy])
+    first = DANetLoss(rain_left_weight=1.0, rain_left_rows=slice(0, 1))(out, clean2, rainy2)
+    second = DANetLoss(rain_left_weight=1.0, rain_left_rows=slice(1, None))(out, clean2, rainy2)
+    both = DANetLoss(rain_left_weight=1.0)(out, clean2, rainy2)
+    assert first.rain_left is not None and second.rain_left is not None
+    assert both.rain_left is not None
+    assert float(first.rain_left) == pytest.approx(0.075, abs=1e-6)
+    assert float(second.rain_left) == 0.0
+    assert float(both.rain_left) == pytest.approx(0.0375, abs=1e-6)  # per unit of both rains
+    # The rest of the loss is the same: only the term's images differ.
+    assert float(first.total - second.total) == pytest.approx(0.075, abs=1e-6)
+
+
 def test_rain_left_weight_needs_the_rainy_input_and_a_sane_value() -> None:
     clean, _ = _scene()
     with pytest.raises(ValueError, match="rainy input"):
