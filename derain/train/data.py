@@ -10,6 +10,7 @@ the number of worker processes or GPUs.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ __all__ = [
     "augment",
     "build_dataset",
     "checked_images",
+    "part_rows",
 ]
 
 MAX_REPORTED = 10
@@ -295,6 +297,19 @@ class StepSampler(Sampler[list[tuple[int, int]]]):
         return max(0, self.total_steps - self.start_step)
 
 
+def part_rows(shares: Sequence[int]) -> list[slice]:
+    """Where each part's crops sit in one process's batch, given each part's count there.
+
+    The one layout of a mixed batch, on both data paths: part 0's crops first (the synthetic
+    pairs), then part 1's (the unlabelled photos), as :class:`MixedSampler` and
+    :class:`DeviceBatches` build it.
+
+    >>> part_rows([3, 1])
+    [slice(0, 3, None), slice(3, 4, None)]
+    """
+    return [slice(a, b) for a, b in itertools.pairwise(itertools.accumulate(shares, initial=0))]
+
+
 class MixedCrops(Dataset):
     """Several kinds of crops in one batch: a key ``(part, epoch, index)`` names the kind.
 
@@ -315,7 +330,8 @@ class MixedCrops(Dataset):
 
 @dataclass
 class MixedSampler(Sampler[list[tuple[int, int, int]]]):
-    """One :class:`StepSampler` per part, walked in step: each batch is theirs side by side.
+    """One :class:`StepSampler` per part, walked in step: each batch is theirs side by side,
+    in the order of the parts (:func:`part_rows`).
 
     Each part keeps its own stream of per-epoch permutations (its own seed, its own batch
     share), so a step's samples stay a pure function of the step and resumes stay exact.
@@ -350,7 +366,7 @@ class DeviceBatches:
 
     With ``unlabelled`` (distillation), each batch also holds that part's samples: the same
     window and flip/rotation of a photo and its teacher target, drawn as
-    :class:`PairedCrops` draws them, after the synthetic ones.
+    :class:`PairedCrops` draws them, after the synthetic ones (:func:`part_rows`).
 
     Args:
         dataset: the checked photos (their paths, crop, preset, seed and zoom-out are used).

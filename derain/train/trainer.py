@@ -39,6 +39,7 @@ from .data import (
     SyntheticCrops,
     build_dataset,
     checked_images,
+    part_rows,
 )
 from .distributed import Dist, init_distributed
 from .interrupts import Interrupts
@@ -604,17 +605,11 @@ def _batch_shares(cfg: TrainConfig, dist: Dist) -> tuple[int, int]:
 
 
 def _rain_left_rows(cfg: TrainConfig, shares: tuple[int, int], dist: Dist) -> slice:
-    """The rows of each process's batch that ``cfg.rain_left_on`` names.
-
-    Every batch (each process's part of it under DDP) holds its synthetic crops first, then
-    its unlabelled ones, on both data paths.
-    """
-    synthetic = shares[0] // dist.world_size
-    return {
-        "all": slice(None),
-        "synthetic": slice(0, synthetic),
-        "unlabelled": slice(synthetic, None),
-    }[cfg.rain_left_on]
+    """The rows of each process's batch that ``cfg.rain_left_on`` names."""
+    if cfg.rain_left_on == "all":
+        return slice(None)
+    synthetic, unlabelled = part_rows([n // dist.world_size for n in shares])
+    return synthetic if cfg.rain_left_on == "synthetic" else unlabelled
 
 
 def _unlabelled_pairs(

@@ -225,13 +225,19 @@ def test_bad_distillation_settings_are_refused_before_training(
     assert not (tmp_path / "run" / "last.safetensors").exists()
 
 
+@pytest.mark.parametrize("data_device", ["host", "device"])
 @pytest.mark.parametrize("part", ["synthetic", "unlabelled"])
 def test_rain_left_on_a_part_reads_that_part_of_each_batch(
-    tmp_path: Path, folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch, part: str
+    tmp_path: Path,
+    folders: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    part: str,
+    data_device: str,
 ) -> None:
-    """The term sees the 2 crops of its part of a batch of 4: the unlabelled ones are those
-    whose target is the toy teacher's darkening (photo − target ≈ 0.4 · photo everywhere),
-    the synthetic ones have sparse light rain on top of their clean crop."""
+    """The term sees the 2 crops of its part of a batch of 4, on both data paths: the
+    unlabelled ones are those whose target is the toy teacher's darkening (photo − target ≈
+    0.4 · photo everywhere), the synthetic ones have sparse light rain on top of their clean
+    crop."""
     from derain.train import losses
 
     seen: list[tuple[int, float]] = []
@@ -242,7 +248,14 @@ def test_rain_left_on_a_part_reads_that_part_of_each_batch(
         return measure(derained, clean, rainy)
 
     monkeypatch.setattr(losses, "rain_left", spy)
-    cfg = _cfg(tmp_path, folders, steps=2, rain_left_weight=1.0, rain_left_on=part)
+    cfg = _cfg(
+        tmp_path,
+        folders,
+        steps=2,
+        rain_left_weight=1.0,
+        rain_left_on=part,
+        data_device=data_device,
+    )
     run_training(cfg, log=_quiet)
     assert [n for n, _ in seen] == [2, 2]
     for _, added in seen:
