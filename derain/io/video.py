@@ -298,11 +298,9 @@ def _display_matrix(frame: Any) -> list[int] | None:
     side = getattr(frame, "side_data", None)
     if side is None:
         return None
-    kind = av.sidedata.sidedata.Type.DISPLAYMATRIX
-    for entry in side:
-        if entry.type == kind:
-            return np.frombuffer(bytes(entry), dtype="<i4")[:9].tolist()
-    return None
+    # A mapping from the kind (PyAV 18.1.1 iterates its keys, 18.1.0 its entries): look up.
+    entry = side.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+    return None if entry is None else np.frombuffer(bytes(entry), dtype="<i4")[:9].tolist()
 
 
 @dataclass(frozen=True)
