@@ -130,7 +130,7 @@ def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
     except (OSError, RuntimeError) as exc:  # RuntimeError: Python < 3.13 on a link loop
-        raise OutputError(f"{path}: cannot resolve ({first_line(exc)})") from None
+        raise OutputError.about(path, f"cannot resolve ({first_line(exc)})") from None
 
 
 def _check_format(job: Job) -> None:
@@ -138,17 +138,18 @@ def _check_format(job: Job) -> None:
         if job.target is None or not is_video_name(job.target):
             where = "stdout" if job.target is None else job.target
             known = ", ".join(sorted(VIDEO_SUFFIXES))
-            raise UsageProblem(f"{where}: {job.name} is a video; write it to a {known} file")
+            raise UsageProblem.about(where, f"{job.name} is a video; write it to a {known} file")
     elif job.target is not None:
         try:
             output_format(job.target)
         except OutputError as exc:
             if is_video_name(job.target):  # an animation other than GIF into a video
-                raise UsageProblem(
-                    f"{job.target}: only videos and GIFs become videos; write {job.name} to "
-                    f"an image (its frames are kept in .gif, .webp, .png, .tiff)"
+                raise UsageProblem.about(
+                    job.target,
+                    f"only videos and GIFs become videos; write {job.name} to "
+                    f"an image (its frames are kept in .gif, .webp, .png, .tiff)",
                 ) from None
-            raise UsageProblem(str(exc)) from None
+            raise UsageProblem(str(exc), subject=exc.subject) from None
 
 
 def _stdin_plan(output: str | None, save_rain: bool) -> Plan:
@@ -158,7 +159,9 @@ def _stdin_plan(output: str | None, save_rain: bool) -> Plan:
         return Plan([Job(None, None, None)], [], single=True)
     target = Path(output)
     if target.is_dir():
-        raise UsageProblem(f"{output}: is a folder; give a file name for the image read from stdin")
+        raise UsageProblem.about(
+            output, "is a folder; give a file name for the image read from stdin"
+        )
     job = Job(None, target, _layers(target, target.stem, save_rain))
     _check_format(job)
     return Plan([job], [], True)
@@ -242,9 +245,9 @@ def _claim(seen: dict[Any, str], key: Any, output: str, name: str, clash: bool) 
         UsageProblem: the output is the input itself (``clash``), or another input's output.
     """
     if clash:
-        raise UsageProblem(f"{output}: output would overwrite the input; choose another -o")
+        raise UsageProblem.about(output, "output would overwrite the input; choose another -o")
     if key in seen:
-        raise UsageProblem(f"{output}: both {seen[key]} and {name} would be written here")
+        raise UsageProblem.about(output, f"both {seen[key]} and {name} would be written here")
     seen[key] = name
 
 
@@ -257,7 +260,7 @@ def _batch_plan(
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and not has_glob(inputs[0])
     out_dir = Path(output) if output is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise UsageProblem(f"{output}: is a file; with several inputs -o must be a folder")
+        raise UsageProblem.about(output, "is a file; with several inputs -o must be a folder")
     if (
         output is not None
         and out_dir is not None
@@ -266,9 +269,10 @@ def _batch_plan(
         and not output.endswith(("/", os.sep))
         and is_input_name(out_dir)
     ):
-        raise UsageProblem(
-            f"{output}: names a file, but several inputs need an output folder; "
-            f"write -o {out_dir.parent / out_dir.stem}/ or derain one file at a time"
+        raise UsageProblem.about(
+            output,
+            f"names a file, but several inputs need an output folder; "
+            f"write -o {out_dir.parent / out_dir.stem}/ or derain one file at a time",
         )
     files, errors = expand_inputs(inputs, recursive, exclude=out_dir)
     jobs = []
@@ -548,10 +552,11 @@ def check_holds_frames(animation: Animation, name: str, target: Path) -> None:
         return
     keep = target.with_suffix(ANIMATED_FORMATS.get(animation.format, ".gif"))
     video = f", or -o {target.with_suffix('.mp4')} for a video" if animation.format == "GIF" else ""
-    raise OutputError(
-        f"{name}: animated image of {len(animation)} frames, and {target} ({fmt}) holds one "
+    raise OutputError.about(
+        name,
+        f"animated image of {len(animation)} frames, and {target} ({fmt}) holds one "
         f"picture: write -o {keep} to keep every frame (GIF, WebP, PNG and TIFF hold "
-        f"frames){video}"
+        f"frames){video}",
     )
 
 
@@ -710,7 +715,8 @@ def select_jobs(
                 runner.outputs.check_writable(out)
         except UnwritableFolder as exc:  # every output below it would fail alike: stop once
             raise OutputError(
-                f"{first_line(exc)}; stopped: no output can be written below {exc.folder}"
+                f"{describe(exc)}; stopped: no output can be written below {exc.folder}",
+                subject=exc.subject,
             ) from None
         except OutputError as exc:
             counts.failed += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 __all__ = [
     "DerainError",
@@ -20,8 +21,32 @@ __all__ = [
 ]
 
 
+_E = TypeVar("_E", bound="DerainError")
+
+
 class DerainError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    Attributes:
+        subject: the file, folder or value the message is about, as the message starts with
+            it (``"<subject>: <problem>"``), or ``None`` when the message names none. A program
+            that handles the error reads the file's name here rather than from the message.
+
+    >>> err = ImageError.about("rainy.jpg", "file is empty")
+    >>> str(err), err.subject
+    ('rainy.jpg: file is empty', 'rainy.jpg')
+    """
+
+    def __init__(self, *args: object, subject: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(*args)
+        self.subject = None if subject is None else os.fspath(subject)
+
+    @classmethod
+    def about(cls: type[_E], subject: object, problem: str) -> _E:
+        """The error ``"<subject>: <problem>"``, with ``subject`` kept whole as :attr:`subject`
+        (a file name may hold a colon or a line break)."""
+        name = os.fspath(subject) if isinstance(subject, (str, os.PathLike)) else str(subject)
+        return cls(f"{name}: {problem}", subject=name)
 
 
 class ModelNotFoundError(DerainError, KeyError):
@@ -56,8 +81,8 @@ class UnwritableFolder(OutputError):
         reason: why (``Permission denied``, ``Not a directory``).
     """
 
-    def __init__(self, message: str, folder: str, reason: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, folder: str, reason: str, subject: str | None = None) -> None:
+        super().__init__(message, subject=subject)
         self.folder = folder
         self.reason = reason
 
@@ -88,25 +113,13 @@ def first_line(exc: BaseException) -> str:
 
 
 def _named_first_line(exc: BaseException) -> str:
-    """:func:`first_line`, except that a message that starts with the name of a file whose
-    name holds a line break keeps that name whole (the line ends after the problem)."""
-    text = str(exc).strip()
-    if len(text.splitlines()) < 2:
-        return first_line(exc)
-    name = _leading_name(text)
-    if name and name != name.splitlines()[0]:
-        return name + (text[len(name) :].splitlines() or [""])[0]
+    """:func:`first_line`, except that a message about a subject whose name holds a line break
+    (:attr:`DerainError.subject`) keeps that name whole: the line ends after the problem."""
+    text = str(exc)
+    subject = getattr(exc, "subject", None)
+    if isinstance(subject, str) and "\n" in subject and text.startswith(subject):
+        return subject + (text[len(subject) :].splitlines() or [""])[0]
     return first_line(exc)
-
-
-def _leading_name(text: str) -> str | None:
-    """The longest prefix of ``text`` ending before a ``": "`` that names an existing path."""
-    end = text.rfind(": ")
-    while end > 0:
-        if os.path.lexists(text[:end]):
-            return text[:end]
-        end = text.rfind(": ", 0, end)
-    return None
 
 
 def describe(exc: BaseException, subject: str | None = None) -> str:

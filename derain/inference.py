@@ -409,8 +409,8 @@ class Deraining:
         """
         net = self.engine.network
         if net is None:
-            raise DerainError(
-                f"{self.source}: the {self.engine.runtime} engine has no PyTorch network to save"
+            raise DerainError.about(
+                self.source, f"the {self.engine.runtime} engine has no PyTorch network to save"
             )
         return save_pretrained(net, directory, variant=variant)
 

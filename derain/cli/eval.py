@@ -68,7 +68,7 @@ def _write(path: Path, text: str) -> None:
     try:
         atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise OutputError.about(path, f"cannot write ({exc.strerror or exc})") from None
 
 
 def _csv_text(header: list[str], rows: list[list[str]]) -> str:
@@ -370,7 +370,7 @@ def _evaluate_paired(
             pairs = progress.track(scan.pairs, description=f"scoring {label}")
             summaries[label] = evaluate_pairs(deraining, pairs, on_image=report, on_error=skip)
     if not any(s.scores for s in summaries.values()):
-        raise DerainError(f"{data}: no pair could be scored")
+        raise DerainError.about(data, "no pair could be scored")
     if csv_path is not None:
         _write_csv(csv_path, summaries)
     table = Table(title=f"{data} ({', '.join(labels)})")
@@ -401,10 +401,10 @@ def _evaluate_real(
     from ..scoring.evaluate_real import CROP, compare, evaluate_real
 
     if not folder.is_dir():
-        raise DerainError(f"{folder}: no such folder")
+        raise DerainError.about(folder, "no such folder")
     photos = sorted(p for p in iter_images(folder, recursive=True) if is_image_name(p))
     if not photos:
-        raise DerainError(f"{folder}: no image files in this folder")
+        raise DerainError.about(folder, "no image files in this folder")
     runners = [(name, load(name)) for name in names]
     crops: dict[str, list[tuple[str, Image.Image]]] = {}
     failed: list[str] = []
@@ -437,7 +437,7 @@ def _evaluate_real(
 
         evaluation = evaluate_real(runners, photos, cache, on_photo=step, on_error=skip_and_step)
     if not evaluation.photos:
-        raise DerainError(f"{folder}: no photo could be judged")
+        raise DerainError.about(folder, "no photo could be judged")
     table = Table(title=f"{folder}: {len(evaluation.photos)} real photos, no reference")
     for column in ("model", "rain left", "texture lost", "s / MP"):
         table.add_column(column, justify="right")

@@ -207,7 +207,7 @@ def _refuse_local_problems(inputs: list[str], output: str | None) -> None:
     """Refuse what only ``--ray`` does (file system URIs) and piped video, before any work."""
     uris = [spec for spec in (*inputs, output or "") if is_uri(spec)]
     if uris:
-        raise UsageProblem(f"{uris[0]}: file system URIs are read and written with --ray")
+        raise UsageProblem.about(uris[0], "file system URIs are read and written with --ray")
     if STDIO in inputs and output not in (None, STDIO) and is_video_name(Path(output)):
         raise UsageProblem(
             f"-o {output}: piped video is not supported (only images come through "

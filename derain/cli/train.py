@@ -193,7 +193,7 @@ def rain_preview_command(
 
     paths = sorted(iter_images(images, recursive=True)) if images.is_dir() else [images]
     if not paths:
-        raise DerainError(f"{images}: no images found")
+        raise DerainError.about(images, "no images found")
     try:
         written = preview_grid(paths, preset or ["wide"], seed=seed, out_path=out, n=n, crop=crop)
     except ValueError as exc:

@@ -184,7 +184,7 @@ def _check_export(output: str | os.PathLike[str]) -> Path:
     """The output path, once it ends in ``.onnx`` and the export packages are installed."""
     output = Path(output)
     if output.suffix.lower() != ONNX_SUFFIX:
-        raise DerainError(f"{output}: the output of an ONNX export must end in .onnx")
+        raise DerainError.about(output, "the output of an ONNX export must end in .onnx")
     missing = [m for m in ("onnx", "onnxscript") if not _importable(m)]
     if missing:
         raise DerainError(f"ONNX export needs {' and '.join(missing)}: {_INSTALL_HINT}")
@@ -227,7 +227,7 @@ def _trace(cpu: DANet, multiple: int, output: Path) -> Any:
             verbose=False,
         )
     if program is None:  # only the legacy exporter (dynamo=False) returns nothing
-        raise DerainError(f"{output}: torch's ONNX exporter returned no program")
+        raise DerainError.about(output, "torch's ONNX exporter returned no program")
     return program
 
 
@@ -299,25 +299,25 @@ class OnnxModel:
         self.path = Path(path).expanduser()
         source = str(self.path)
         if not self.path.is_file():
-            raise WeightsNotAvailableError(f"{source}: ONNX file not found")
+            raise WeightsNotAvailableError.about(source, "ONNX file not found")
         if sha256 is None and sidecar_path(self.path).is_file():
             sha256 = _read_sidecar_digest(sidecar_path(self.path))
         file_sha256 = sha256_of(self.path)
         if sha256 is not None and file_sha256 != sha256:
-            raise WeightsError(
-                f"{source}: sha256 does not match the recorded digest; "
-                "the file is corrupt or was altered"
+            raise WeightsError.about(
+                source,
+                "sha256 does not match the recorded digest; the file is corrupt or was altered",
             )
         try:
             import onnxruntime as ort
         except ImportError:
-            raise DerainError(
-                f"{source}: running ONNX models needs onnxruntime: {_INSTALL_HINT}"
+            raise DerainError.about(
+                source, f"running ONNX models needs onnxruntime: {_INSTALL_HINT}"
             ) from None
         try:
             providers, self.device = onnx_providers(ort.get_available_providers(), device)
         except DerainError as exc:
-            raise DerainError(f"{source}: {exc}") from None
+            raise DerainError.about(source, f"{exc}") from None
         #: The execution providers' names, the preferred first.
         self.providers = [p if isinstance(p, str) else p[0] for p in providers]
         options = ort.SessionOptions()
@@ -329,7 +329,9 @@ class OnnxModel:
                 str(self.path), sess_options=options, providers=providers
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise WeightsError(f"{source}: not a valid ONNX model ({first_line(exc)})") from None
+            raise WeightsError.about(
+                source, f"not a valid ONNX model ({first_line(exc)})"
+            ) from None
         started = self.session.get_providers()  # ONNX Runtime drops one that cannot start
         self.device = _started_device(self.device, started, str(device), source)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -378,9 +380,9 @@ def _read_sidecar_digest(path: Path) -> str | None:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"{path}: unreadable digest file ({exc})") from None
+        raise WeightsError.about(path, f"unreadable digest file ({exc})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("sha256", ""), str):
-        raise WeightsError(f"{path}: digest file is not a JSON object with a sha256 string")
+        raise WeightsError.about(path, "digest file is not a JSON object with a sha256 string")
     return raw.get("sha256")
 
 
@@ -393,9 +395,10 @@ def _started_device(
         return wanted
     if asked == "auto":
         return torch.device("cpu")
-    raise DerainError(
-        f"{source}: onnxruntime could not start its CUDA provider on {wanted} "
-        "(are the CUDA and cuDNN libraries onnxruntime-gpu needs installed?)"
+    raise DerainError.about(
+        source,
+        f"onnxruntime could not start its CUDA provider on {wanted} "
+        "(are the CUDA and cuDNN libraries onnxruntime-gpu needs installed?)",
     )
 
 
@@ -411,36 +414,42 @@ def _check_initializers(path: Path, meta: dict[str, str], source: str) -> bool:
     try:
         import onnx
     except ImportError:
-        raise DerainError(f"{source}: checking ONNX files needs onnx: {_INSTALL_HINT}") from None
+        raise DerainError.about(
+            source, f"checking ONNX files needs onnx: {_INSTALL_HINT}"
+        ) from None
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises protobuf's untyped errors for bad files
-        raise WeightsError(f"{source}: not a valid ONNX model ({first_line(exc)})") from None
+        raise WeightsError.about(source, f"not a valid ONNX model ({first_line(exc)})") from None
     if initializers_sha256(proto) != recorded:
-        raise WeightsError(
-            f"{source}: its weights do not match the digest in its metadata; "
-            "the file was altered after export"
+        raise WeightsError.about(
+            source,
+            "its weights do not match the digest in its metadata; "
+            "the file was altered after export",
         )
     return True
 
 
 def _check_metadata(meta: dict[str, str], session: Any, source: str) -> tuple[DANetConfig, int]:
     if meta.get("derain.format_version") != FORMAT_VERSION:
-        raise WeightsError(
-            f"{source}: not an ONNX file exported by derain (no derain.format_version "
-            f"{FORMAT_VERSION} in its metadata)"
+        raise WeightsError.about(
+            source,
+            f"not an ONNX file exported by derain (no derain.format_version "
+            f"{FORMAT_VERSION} in its metadata)",
         )
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
     if inputs != [INPUT_NAME] or outputs[: len(OUTPUT_NAMES)] != list(OUTPUT_NAMES):
-        raise WeightsError(f"{source}: unexpected graph inputs {inputs} or outputs {outputs}")
+        raise WeightsError.about(source, f"unexpected graph inputs {inputs} or outputs {outputs}")
     try:
         config = DANetConfig(**json.loads(meta["derain.config"]))
         multiple = int(meta["derain.size_multiple"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise WeightsError(f"{source}: malformed derain metadata ({exc})") from None
+        raise WeightsError.about(source, f"malformed derain metadata ({exc})") from None
     if multiple < 1:
-        raise WeightsError(f"{source}: size multiple {multiple} in the metadata is not positive")
+        raise WeightsError.about(
+            source, f"size multiple {multiple} in the metadata is not positive"
+        )
     return config, multiple
 
 

@@ -84,7 +84,7 @@ def resolve(spec: str, filesystem: Any = None) -> tuple[Any, str]:
     try:
         fs, path = pafs.FileSystem.from_uri(spec)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise DerainError(f"{spec}: cannot open its file system ({first_line(exc)})") from None
+        raise DerainError.about(spec, f"cannot open its file system ({first_line(exc)})") from None
     return fs, path.rstrip("/") or "/"
 
 
@@ -113,7 +113,9 @@ class ArrowFiles:
         try:
             return self.filesystem.get_file_info(_posix(path)).type
         except (OSError, ValueError) as exc:
-            raise OutputError(f"{self.name(path)}: cannot look it up ({first_line(exc)})") from None
+            raise OutputError.about(
+                self.name(path), f"cannot look it up ({first_line(exc)})"
+            ) from None
 
     def _read(self, path: Path) -> bytes:
         name = self.name(path)
@@ -121,9 +123,9 @@ class ArrowFiles:
             with self.filesystem.open_input_stream(_posix(path)) as stream:
                 return bytes(stream.read())
         except FileNotFoundError:
-            raise ImageError(f"{name}: no such file") from None
+            raise ImageError.about(name, "no such file") from None
         except (OSError, ValueError) as exc:
-            raise ImageError(f"{name}: cannot read ({first_line(exc)})") from None
+            raise ImageError.about(name, f"cannot read ({first_line(exc)})") from None
 
     def open_frames(self, path: Path) -> Image.Image | Animation:
         """See :meth:`derain.io.files.Files.open_frames`."""
@@ -163,7 +165,7 @@ class ArrowFiles:
                     fs.delete_file(tmp)
                 raise
         except (OSError, ValueError) as exc:
-            raise OutputError(f"{name}: cannot write ({first_line(exc)})") from None
+            raise OutputError.about(name, f"cannot write ({first_line(exc)})") from None
 
     def read_made_by(self, path: Path) -> str | None:
         """See :func:`derain.io.writing.read_made_by` (reads the header only)."""
@@ -195,7 +197,7 @@ class ArrowFiles:
         if self.is_local:
             check_writable(path)
         elif self.kind(path) == _pyarrow_fs().FileType.Directory:
-            raise OutputError(f"{self.name(path)}: cannot write (is a directory)")
+            raise OutputError.about(self.name(path), "cannot write (is a directory)")
 
 
 def _key(path: str) -> str:

@@ -112,10 +112,11 @@ def _frames_fit(im: Image.Image, frames: int, label: str) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     total = im.width * im.height * frames
     if limit is not None and total > limit:
-        raise ImageError(
-            f"{label}: {frames} frames of {im.width}×{im.height} ({total:,} pixels in all) are "
+        raise ImageError.about(
+            label,
+            f"{frames} frames of {im.width}×{im.height} ({total:,} pixels in all) are "
             f"too many for the decompression-bomb guard ({limit:,} pixels); pass --max-pixels "
-            "N to allow it (in Python: raise PIL.Image.MAX_IMAGE_PIXELS)"
+            "N to allow it (in Python: raise PIL.Image.MAX_IMAGE_PIXELS)",
         )
 
 
@@ -124,9 +125,9 @@ def _read(source: ImageSource, name: str | None, all_frames: bool) -> Image.Imag
         label = name or os.fspath(source)
         p = Path(os.fspath(source))
         if p.is_dir():
-            raise ImageError(f"{label}: is a directory, not an image")
+            raise ImageError.about(label, "is a directory, not an image")
         if not p.exists():
-            raise ImageError(f"{label}: no such file")
+            raise ImageError.about(label, "no such file")
         empty = p.stat().st_size == 0
         opened: Path | BinaryIO = p
     else:
@@ -139,7 +140,7 @@ def _read(source: ImageSource, name: str | None, all_frames: bool) -> Image.Imag
         empty = len(data) == 0
         opened = io.BytesIO(data)
     if empty:
-        raise ImageError(f"{label}: file is empty")
+        raise ImageError.about(label, "file is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data" on opening a JPEG
@@ -159,16 +160,17 @@ def _read(source: ImageSource, name: str | None, all_frames: bool) -> Image.Imag
                 out.format = im.format
                 orientation = _png_orientation(im) if im.format == "PNG" else 1
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(
-            f"{label}: image is too large for Pillow's decompression-bomb guard ({exc}); "
-            "pass --max-pixels N to allow it (in Python: raise PIL.Image.MAX_IMAGE_PIXELS)"
+        raise ImageError.about(
+            label,
+            f"image is too large for Pillow's decompression-bomb guard ({exc}); "
+            "pass --max-pixels N to allow it (in Python: raise PIL.Image.MAX_IMAGE_PIXELS)",
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image file Pillow can read") from None
+        raise ImageError.about(label, "not an image file Pillow can read") from None
     except ImageError:
         raise
     except Exception as exc:  # Pillow's plugins raise many kinds (IndexError, struct.error…)
-        raise ImageError(f"{label}: cannot read image ({_pillow_reason(exc)})") from None
+        raise ImageError.about(label, f"cannot read image ({_pillow_reason(exc)})") from None
     if frames > 1:
         warnings.warn(
             f"{label}: animated image with {frames} frames; only the first is read "
@@ -243,11 +245,13 @@ def rgb8(image: ImageInput, name: str | None = None, min_side: int = 0) -> np.nd
     if isinstance(image, np.ndarray):
         label = name or "image"
         if image.dtype != np.uint8:
-            raise ImageError(f"{label}: expected a uint8 image, got dtype {image.dtype}")
+            raise ImageError.about(label, f"expected a uint8 image, got dtype {image.dtype}")
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
         elif image.ndim != 3 or image.shape[2] != 3:
-            raise ImageError(f"{label}: expected an H×W or H×W×3 image, got shape {image.shape}")
+            raise ImageError.about(
+                label, f"expected an H×W or H×W×3 image, got shape {image.shape}"
+            )
         if min(image.shape[:2]) >= min_side:
             return image
         image = Image.fromarray(image)
@@ -296,7 +300,7 @@ def decode(image: Any, name: str = "image") -> Decoded:
         return _decode_array(image, name)
     if isinstance(image, torch.Tensor):
         return _decode_tensor(image, name)
-    raise ImageError(f"{name}: unsupported input type {type(image).__name__}")
+    raise ImageError.about(name, f"unsupported input type {type(image).__name__}")
 
 
 #: How far float pixels may stray outside [0, 1] (rounding in the caller's arithmetic).
@@ -309,17 +313,18 @@ def _check_unit_range(arr: np.ndarray, name: str) -> None:
     lo, hi = float(arr.min()), float(arr.max())
     if lo >= -FLOAT_RANGE_TOLERANCE and hi <= 1.0 + FLOAT_RANGE_TOLERANCE:
         return
-    raise ImageError(
-        f"{name}: float values span [{lo:.4g}, {hi:.4g}] but must lie in [0, 1]; "
-        "for 0..255 data divide by 255 (or pass uint8)"
+    raise ImageError.about(
+        name,
+        f"float values span [{lo:.4g}, {hi:.4g}] but must lie in [0, 1]; "
+        "for 0..255 data divide by 255 (or pass uint8)",
     )
 
 
 def _decode_array(arr: np.ndarray, name: str) -> Decoded:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
-        raise ImageError(f"{name}: array of shape {arr.shape} is not H×W or H×W×{{1,2,3,4}}")
+        raise ImageError.about(name, f"array of shape {arr.shape} is not H×W or H×W×{{1,2,3,4}}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageError(f"{name}: image is empty (shape {arr.shape})")
+        raise ImageError.about(name, f"image is empty (shape {arr.shape})")
     dtype = arr.dtype
     if dtype == np.uint8:
         scale = 255.0
@@ -328,10 +333,10 @@ def _decode_array(arr: np.ndarray, name: str) -> Decoded:
     elif np.issubdtype(dtype, np.floating):
         scale = 1.0
         if not np.isfinite(arr).all():
-            raise ImageError(f"{name}: array contains NaN or infinity")
+            raise ImageError.about(name, "array contains NaN or infinity")
         _check_unit_range(arr, name)
     else:
-        raise ImageError(f"{name}: unsupported dtype {dtype}; use uint8, uint16 or float")
+        raise ImageError.about(name, f"unsupported dtype {dtype}; use uint8, uint16 or float")
 
     def to_dtype(x: np.ndarray) -> np.ndarray:
         x = np.clip(x, 0.0, 1.0)
@@ -366,13 +371,13 @@ def _decode_array(arr: np.ndarray, name: str) -> Decoded:
 
 def _decode_tensor(t: torch.Tensor, name: str) -> Decoded:
     if t.ndim != 3 or t.shape[0] not in (1, 2, 3, 4):
-        raise ImageError(f"{name}: tensor of shape {tuple(t.shape)} is not C×H×W, C in 1..4")
+        raise ImageError.about(name, f"tensor of shape {tuple(t.shape)} is not C×H×W, C in 1..4")
     if not t.is_floating_point():
-        raise ImageError(f"{name}: tensor dtype {t.dtype} is not floating point in [0, 1]")
+        raise ImageError.about(name, f"tensor dtype {t.dtype} is not floating point in [0, 1]")
     if t.shape[1] == 0 or t.shape[2] == 0:
-        raise ImageError(f"{name}: image is empty (shape {tuple(t.shape)})")
+        raise ImageError.about(name, f"image is empty (shape {tuple(t.shape)})")
     if not torch.isfinite(t).all():
-        raise ImageError(f"{name}: tensor contains NaN or infinity")
+        raise ImageError.about(name, "tensor contains NaN or infinity")
     arr = t.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
     inner = _decode_array(arr, name)
     dtype, device = t.dtype, t.device
@@ -392,7 +397,7 @@ def _decode_pil(im: Image.Image, name: str) -> Decoded:
     mode = im.mode
     info = dict(im.info)
     if im.width == 0 or im.height == 0:
-        raise ImageError(f"{name}: image is empty")
+        raise ImageError.about(name, "image is empty")
 
     def finish(out: Image.Image) -> Image.Image:
         out.info.update(info)
@@ -450,7 +455,7 @@ def _decode_pil(im: Image.Image, name: str) -> Decoded:
             lambda out: finish(inner.restore(out).convert(mode)),
             inner.restore_gray,
         )
-    raise ImageError(f"{name}: unsupported image mode {mode}")
+    raise ImageError.about(name, f"unsupported image mode {mode}")
 
 
 def gray_range(arr: np.ndarray, mode: str) -> tuple[float, float]:
@@ -480,7 +485,7 @@ def _decode_scaled(
     mode = im.mode
     arr = np.asarray(im)
     if not np.isfinite(arr).all():  # checked before the cast: a signalling NaN would warn there
-        raise ImageError(f"{name}: image contains NaN or infinity")
+        raise ImageError.about(name, "image contains NaN or infinity")
     arr = arr.astype(np.float64)
     lo, hi = gray_range(arr, mode)
     span = hi - lo

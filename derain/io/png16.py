@@ -63,7 +63,7 @@ def read(data: bytes, name: str) -> np.ndarray | None:
             frame = next(container.decode(video=0))
             return np.ascontiguousarray(frame.to_ndarray(format=fmt))
     except (av.FFmpegError, StopIteration, ValueError) as exc:
-        raise ImageError(f"{name}: cannot read 16-bit PNG ({first_line(exc)})") from None
+        raise ImageError.about(name, f"cannot read 16-bit PNG ({first_line(exc)})") from None
 
 
 def encode(

@@ -143,24 +143,26 @@ def _open_input(src: Path) -> tuple[Any, Any]:
     """Open ``src`` and return (container, video stream) or raise a one-line VideoError."""
     av = _av()
     if not src.is_file():
-        raise VideoError(f"{src}: no such file")
+        raise VideoError.about(src, "no such file")
     try:
         container = av.open(str(src), "r")
     except av.EOFError:
-        raise VideoError(f"{src}: no video frames (the file ends before the first)") from None
+        raise VideoError.about(src, "no video frames (the file ends before the first)") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or first_line(exc)
-        raise VideoError(f"{src}: not a video FFmpeg can read, or truncated ({reason})") from None
+        raise VideoError.about(
+            src, f"not a video FFmpeg can read, or truncated ({reason})"
+        ) from None
     if not container.streams.video:
         audio_only = bool(container.streams.audio)
         container.close()
         if audio_only:
-            raise VideoError(f"{src}: nothing to derain, the file holds audio only")
-        raise VideoError(f"{src}: no video frames (the file holds no video stream)")
+            raise VideoError.about(src, "nothing to derain, the file holds audio only")
+        raise VideoError.about(src, "no video frames (the file holds no video stream)")
     stream = container.streams.video[0]
     if not stream.codec_context.width or not stream.codec_context.height:
         container.close()
-        raise VideoError(f"{src}: the video stream has no frame size (no decodable frames)")
+        raise VideoError.about(src, "the video stream has no frame size (no decodable frames)")
     return container, stream
 
 
@@ -372,7 +374,7 @@ class _Writer:
         try:
             self.container = av.open(str(path), "w", format=VIDEO_CONTAINERS[suffix])
         except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"{shown}: cannot write ({first_line(exc)})") from None
+            raise OutputError.about(shown, f"cannot write ({first_line(exc)})") from None
         # The run record (derain.record), where every container keeps a comment.
         self.container.metadata[RECORD_TAG] = made_by
         ctx = stream.codec_context
@@ -399,9 +401,10 @@ class _Writer:
                 self.audio = self.container.add_stream_from_template(audio)
             except (av.FFmpegError, ValueError) as exc:
                 self.container.close()
-                raise VideoError(
-                    f"{shown}: the {audio.codec_context.name} audio cannot be copied into a "
-                    f"{suffix} file ({first_line(exc)}); choose another output suffix"
+                raise VideoError.about(
+                    shown,
+                    f"the {audio.codec_context.name} audio cannot be copied into a "
+                    f"{suffix} file ({first_line(exc)}); choose another output suffix",
                 ) from None
 
     def frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction | None) -> None:
@@ -484,7 +487,9 @@ def _decode(src: Path, container: Any, stream: Any, put: Callable[[Any], None]) 
                 put(_Packet(packet))
                 continue
             if packet.is_corrupt:
-                raise VideoError(f"{src}: truncated or corrupt after frame {index} (cut packet)")
+                raise VideoError.about(
+                    src, f"truncated or corrupt after frame {index} (cut packet)"
+                )
             for frame in packet.decode():
                 rotation = frame.rotation
                 rgb = _turn(frame.to_ndarray(format="rgb24"), rotation)
@@ -496,23 +501,26 @@ def _decode(src: Path, container: Any, stream: Any, put: Callable[[Any], None]) 
                 index += 1
     except av.FFmpegError as exc:
         if index == 0:
-            raise VideoError(f"{src}: no frame could be decoded ({first_line(exc)})") from None
-        raise VideoError(
-            f"{src}: truncated or corrupt after frame {index} ({first_line(exc)})"
+            raise VideoError.about(src, f"no frame could be decoded ({first_line(exc)})") from None
+        raise VideoError.about(
+            src, f"truncated or corrupt after frame {index} ({first_line(exc)})"
         ) from None
     if index == 0:
-        raise VideoError(f"{src}: no video frames (the video stream is empty)")
+        raise VideoError.about(src, "no video frames (the video stream is empty)")
     if stream.frames and index < stream.frames and container.format.name != "avi":
-        raise VideoError(f"{src}: truncated: {index} of the {stream.frames} declared frames decode")
+        raise VideoError.about(
+            src, f"truncated: {index} of the {stream.frames} declared frames decode"
+        )
     declared = _declared_end(container, stream)
     if declared is None or not reached:
         return
     least, most = _END_SLACK_S
     slack = min(most, max(least, declared / 10)) + (1 / float(rate) if rate else 0.0)
     if reached < declared - slack:
-        raise VideoError(
-            f"{src}: truncated: the streams end at {reached:.2f} s of the {declared:.2f} s "
-            "the file declares"
+        raise VideoError.about(
+            src,
+            f"truncated: the streams end at {reached:.2f} s of the {declared:.2f} s "
+            "the file declares",
         )
 
 
@@ -565,10 +573,12 @@ def derain_video(
     src, dst = Path(src), Path(dst)
     suffix = dst.suffix.lower()
     if suffix not in VIDEO_CONTAINERS:
-        raise VideoError(f"{dst}: unknown video suffix; use {', '.join(sorted(VIDEO_CONTAINERS))}")
+        raise VideoError.about(
+            dst, f"unknown video suffix; use {', '.join(sorted(VIDEO_CONTAINERS))}"
+        )
     rain_path = Path(rain) if rain is not None else None
     if rain_path is not None and rain_path.suffix.lower() not in VIDEO_CONTAINERS:
-        raise VideoError(f"{rain_path}: unknown video suffix")
+        raise VideoError.about(rain_path, "unknown video suffix")
     encoder = _encoder(codec, suffix)
     container, stream = _open_input(src)
     if deflicker is not None:

@@ -90,12 +90,13 @@ def output_format(path: Path) -> str:
     if fmt is not None:
         return fmt
     if not path.suffix:
-        raise OutputError(
-            f"{path}: no suffix to tell the image format; add one (.png, .jpg, .webp, .tif)"
-            " or end a folder name with /"
+        raise OutputError.about(
+            path,
+            "no suffix to tell the image format; add one (.png, .jpg, .webp, .tif)"
+            " or end a folder name with /",
         )
-    raise OutputError(
-        f"{path}: cannot write the {path.suffix} format; use .png, .jpg, .webp or .tif"
+    raise OutputError.about(
+        path, f"cannot write the {path.suffix} format; use .png, .jpg, .webp or .tif"
     )
 
 
@@ -238,11 +239,11 @@ def encode_output(
     """
     fmt = format or output_format(Path(path))
     if fmt not in Image.SAVE:
-        raise OutputError(f"{path}: Pillow cannot write the {fmt} format")
+        raise OutputError.about(path, f"Pillow cannot write the {fmt} format")
     try:
         return encode_image(image, fmt, quality, **meta)
     except (OSError, ValueError, KeyError) as exc:
-        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from exc
+        raise OutputError.about(path, f"cannot write ({_reason(exc)})") from exc
 
 
 def _reason(exc: BaseException) -> str:
@@ -259,7 +260,7 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     """
     path = Path(path)
     if path.is_dir():
-        raise OutputError(f"{path}: cannot write (is a directory)")
+        raise OutputError.about(path, "cannot write (is a directory)")
     for folder in (path.parent, *path.parent.parents):
         if not os.path.lexists(folder):
             continue
@@ -273,7 +274,7 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         if problem is not None:
             reason = os.strerror(problem)
             message = f"{path}: cannot write ({reason}: {folder})"
-            raise UnwritableFolder(message, str(folder), reason)
+            raise UnwritableFolder(message, str(folder), reason, subject=str(path))
         return
 
 
@@ -342,4 +343,4 @@ def write_image_atomic(
     except OutputError:
         raise
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from exc
+        raise OutputError.about(path, f"cannot write ({_reason(exc)})") from exc

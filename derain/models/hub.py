@@ -100,28 +100,31 @@ def load_from_hub(
                 for name in (CONFIG_NAME, WEIGHTS_NAME)
             }
     except HFValidationError as exc:  # a ValueError: malformed repo id, never reaches the network
-        raise ModelNotFoundError(
-            f"{spec}: not a valid Hub repository id ({first_line(exc)})"
+        raise ModelNotFoundError.about(
+            spec, f"not a valid Hub repository id ({first_line(exc)})"
         ) from None
     except LocalEntryNotFoundError:
         if offline:
-            raise WeightsNotAvailableError(
-                f"{spec}: not in the local cache, and HF_HUB_OFFLINE is set (offline)"
+            raise WeightsNotAvailableError.about(
+                spec, "not in the local cache, and HF_HUB_OFFLINE is set (offline)"
             ) from None
-        raise WeightsNotAvailableError(
-            f"{spec}: not in the local cache and the Hub cannot be reached; download it once "
-            "while online, then HF_HUB_OFFLINE=1 uses the cache without the network"
+        raise WeightsNotAvailableError.about(
+            spec,
+            "not in the local cache and the Hub cannot be reached; download it once "
+            "while online, then HF_HUB_OFFLINE=1 uses the cache without the network",
         ) from None
     except RepositoryNotFoundError:
-        raise WeightsNotAvailableError(f"{spec}: no such repository on the Hub") from None
+        raise WeightsNotAvailableError.about(spec, "no such repository on the Hub") from None
     except RevisionNotFoundError:
-        raise WeightsNotAvailableError(f"{spec}: no revision {revision!r} in {repo_id}") from None
+        raise WeightsNotAvailableError.about(
+            spec, f"no revision {revision!r} in {repo_id}"
+        ) from None
     except EntryNotFoundError:
-        raise WeightsNotAvailableError(
-            f"{spec}: repository has no {WEIGHTS_NAME} and {CONFIG_NAME}"
+        raise WeightsNotAvailableError.about(
+            spec, f"repository has no {WEIGHTS_NAME} and {CONFIG_NAME}"
         ) from None
     except failures as exc:
-        raise WeightsNotAvailableError(f"{spec}: download failed ({first_line(exc)})") from None
+        raise WeightsNotAvailableError.about(spec, f"download failed ({first_line(exc)})") from None
     check_sha256(files[WEIGHTS_NAME], sha256)
     config = read_config(files[CONFIG_NAME])
     return load_file(files[WEIGHTS_NAME], sha256=config.get("sha256"), config=config)

@@ -185,14 +185,15 @@ def model_card(
 
 def _check_folder(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
-        raise UsageProblem(f"{folder}: exists and is not a folder")
+        raise UsageProblem.about(folder, "exists and is not a folder")
     if folder.is_dir():
         others = sorted(p.name for p in folder.iterdir() if p.name not in _OWN_FILES)
         if others:
             more = f" and {len(others) - 1} more" if len(others) > 1 else ""
-            raise UsageProblem(
-                f"{folder}: not empty (holds {others[0]}{more}); "
-                "export into a new folder so nothing of yours is overwritten"
+            raise UsageProblem.about(
+                folder,
+                f"not empty (holds {others[0]}{more}); "
+                "export into a new folder so nothing of yours is overwritten",
             )
 
 
@@ -221,7 +222,7 @@ def export_hub(
         folder.resolve(),
         (folder / WEIGHTS_NAME).resolve(),
     ):
-        raise UsageProblem(f"{folder}: is the model being exported; choose another folder")
+        raise UsageProblem.about(folder, "is the model being exported; choose another folder")
     info = get_model_info(parsed.value) if parsed.kind == "registry" else None
     model, described = resolve_model(source)
     if info is not None:  # the shipped bytes, so the digest is the registry's

@@ -97,8 +97,8 @@ def parse_source(source: str | os.PathLike[str]) -> ModelSource:
     if source.startswith(HUB_PREFIX):
         repo_id, _, revision = source.removeprefix(HUB_PREFIX).partition("@")
         if repo_id.count("/") != 1:
-            raise ModelNotFoundError(
-                f"{source}: expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@rev'"
+            raise ModelNotFoundError.about(
+                source, "expected 'hf-hub:owner/repo' or 'hf-hub:owner/repo@rev'"
             )
         return ModelSource("hub", repo_id, revision or None)
     if source.startswith(LOCAL_PREFIX):
@@ -108,9 +108,10 @@ def parse_source(source: str | os.PathLike[str]) -> ModelSource:
     if _looks_like_path(source):
         return ModelSource("path", str(Path(source).expanduser()))
     known = ", ".join(list_models())
-    raise ModelNotFoundError(
-        f"{source}: not a known model; known models: {known}. For a local folder or file "
-        f"write ./{source} or {LOCAL_PREFIX}{source}; for the Hub, {HUB_PREFIX}owner/repo"
+    raise ModelNotFoundError.about(
+        source,
+        f"not a known model; known models: {known}. For a local folder or file "
+        f"write ./{source} or {LOCAL_PREFIX}{source}; for the Hub, {HUB_PREFIX}owner/repo",
     )
 
 
@@ -145,7 +146,7 @@ def resolve_model(source: str | os.PathLike[str], sha256: str | None = None) -> 
             config = read_config(sidecar)
             return load_file(path, sha256=config.get("sha256"), config=config), str(path)
         return load_file(path), str(path)
-    raise ModelNotFoundError(f"{path}: no such file or folder")
+    raise ModelNotFoundError.about(path, "no such file or folder")
 
 
 def shipped_file(info: ModelInfo) -> Path:
@@ -164,7 +165,7 @@ def load_shipped(info: ModelInfo) -> DANet:
         )
     model = load_file(path, sha256=info.weights.sha256)
     if model.cfg != info.config:
-        raise WeightsError(f"{path}: holds {model.cfg}, not the registry's {info.name!r}")
+        raise WeightsError.about(path, f"holds {model.cfg}, not the registry's {info.name!r}")
     return model
 
 
@@ -187,7 +188,7 @@ def create_model(name: str, pretrained: bool = False) -> DANet:
 def load_directory(directory: Path) -> DANet:
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
-        raise WeightsNotAvailableError(f"{directory}: no {WEIGHTS_NAME} in this folder")
+        raise WeightsNotAvailableError.about(directory, f"no {WEIGHTS_NAME} in this folder")
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
         return load_file(weights)

@@ -143,10 +143,10 @@ def write_safetensors(
     try:
         return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or first_line(exc)})") from None
+        raise OutputError.about(path, f"cannot write ({exc.strerror or first_line(exc)})") from None
     except SafetensorError as exc:  # the Rust writer's I/O errors: "I/O error: <why> (os error N)"
         reason = first_line(exc).partition("I/O error: ")[2].split(" (os error")[0]
-        raise OutputError(f"{path}: cannot write ({reason or first_line(exc)})") from None
+        raise OutputError.about(path, f"cannot write ({reason or first_line(exc)})") from None
 
 
 def copy_pretrained(
@@ -173,34 +173,33 @@ def _write_config(directory: Path, config: dict[str, Any], weights_path: Path) -
 
 def _config_from(raw: dict[str, Any], source: str) -> DANetConfig:
     if raw.get("architecture") != ARCHITECTURE:
-        raise WeightsError(f"{source}: architecture {raw.get('architecture')!r} is not 'danet'")
+        raise WeightsError.about(source, f"architecture {raw.get('architecture')!r} is not 'danet'")
     variant = raw.get("variant")
     if variant is not None and not isinstance(variant, str):
-        raise WeightsError(f"{source}: variant {variant!r} is not a name")
+        raise WeightsError.about(source, f"variant {variant!r} is not a name")
     settings = raw.get("config")
     if not isinstance(settings, dict):
-        raise WeightsError(f"{source}: malformed architecture config (no 'config' object)")
+        raise WeightsError.about(source, "malformed architecture config (no 'config' object)")
     settings = dict(settings)
     # Files written before size_multiple became a fact of the architecture still carry it.
     legacy_multiple = settings.pop("size_multiple", DANet.size_multiple)
     if legacy_multiple != DANet.size_multiple:
-        raise WeightsError(
-            f"{source}: size_multiple {legacy_multiple!r} does not fit DANet "
-            f"({DANet.size_multiple})"
+        raise WeightsError.about(
+            source, f"size_multiple {legacy_multiple!r} does not fit DANet ({DANet.size_multiple})"
         )
     try:
         return DANetConfig(**settings)
     except TypeError as exc:
-        raise WeightsError(f"{source}: malformed architecture config ({exc})") from None
+        raise WeightsError.about(source, f"malformed architecture config ({exc})") from None
 
 
 def read_config(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"{path}: unreadable config ({exc})") from None
+        raise WeightsError.about(path, f"unreadable config ({exc})") from None
     if not isinstance(raw, dict):
-        raise WeightsError(f"{path}: config is not a JSON object")
+        raise WeightsError.about(path, "config is not a JSON object")
     return raw
 
 
@@ -222,25 +221,26 @@ def load_file(
     path = Path(path)
     source = str(path)
     if not path.is_file():
-        raise WeightsNotAvailableError(f"{source}: weights file not found")
+        raise WeightsNotAvailableError.about(source, "weights file not found")
     if sha256 is not None and sha256_of(path) != sha256:
-        raise WeightsError(
-            f"{source}: sha256 does not match the recorded digest; "
-            "the file is corrupt or was altered"
+        raise WeightsError.about(
+            source, "sha256 does not match the recorded digest; the file is corrupt or was altered"
         )
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{source}: not a valid safetensors file ({first_line(exc)})") from None
+        raise WeightsError.about(
+            source, f"not a valid safetensors file ({first_line(exc)})"
+        ) from None
     if config is None:
         if "derain" not in header:
-            raise WeightsError(f"{source}: no architecture config in the file or beside it")
+            raise WeightsError.about(source, "no architecture config in the file or beside it")
         try:
             config = json.loads(header["derain"])
         except json.JSONDecodeError:
-            raise WeightsError(f"{source}: malformed architecture config in header") from None
+            raise WeightsError.about(source, "malformed architecture config in header") from None
     model = DANet(_config_from(config, source))
     copy_strict(model, tensors, source)
     return model.eval()
@@ -265,16 +265,18 @@ def copy_strict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source
             parts.append(f"{len(missing)} missing (first: {missing[0]})")
         if extra:
             parts.append(f"{len(extra)} unexpected (first: {extra[0]})")
-        raise WeightsError(f"{source}: tensors do not match the architecture: {'; '.join(parts)}")
+        raise WeightsError.about(
+            source, f"tensors do not match the architecture: {'; '.join(parts)}"
+        )
     for name, target in expected.items():
         value = tensors[name]
         if value.shape != target.shape:
-            raise WeightsError(
-                f"{source}: tensor {name} has shape {tuple(value.shape)}, "
-                f"expected {tuple(target.shape)}"
+            raise WeightsError.about(
+                source,
+                f"tensor {name} has shape {tuple(value.shape)}, expected {tuple(target.shape)}",
             )
         if not value.is_floating_point() or not torch.isfinite(value).all():
-            raise WeightsError(f"{source}: tensor {name} is not finite floating point")
+            raise WeightsError.about(source, f"tensor {name} is not finite floating point")
     with torch.no_grad():
         for name, target in expected.items():
             target.copy_(tensors[name])
@@ -297,7 +299,8 @@ def check_sha256(path: Path, expected: str | None) -> None:
     if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
         raise WeightsError(f"sha256 must be 64 hex digits, got {expected!r}")
     if sha256_of(path) != want:
-        raise WeightsError(
-            f"{path}: sha256 does not match the expected {want[:12]}…; "
-            "the file is corrupt, altered or another model"
+        raise WeightsError.about(
+            path,
+            f"sha256 does not match the expected {want[:12]}…; "
+            "the file is corrupt, altered or another model",
         )

@@ -86,7 +86,9 @@ def _score_one(
     rainy, clean = _read(rainy_in, label), _read(clean_in, clean_label)
     (w, h), (cw, ch) = _size(rainy), _size(clean)
     if (w, h) != (cw, ch):  # checked before any derain: a mismatch costs nothing
-        raise ImageError(f"{label}: size {w}×{h} differs from its target {clean_label} ({cw}×{ch})")
+        raise ImageError.about(
+            label, f"size {w}×{h} differs from its target {clean_label} ({cw}×{ch})"
+        )
     derained = rgb8(rainy if deraining is None else deraining.run(rainy))
     clean_rgb = rgb8(clean, clean_label)
     return Scored(name, label, score_pair(derained, clean_rgb), rgb8(rainy), derained, clean_rgb)

@@ -50,8 +50,8 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for path in iter_images(folder, recursive=False):
         if path.stem in out:
-            raise DerainError(
-                f"{path}: same name as {out[path.stem].name}; pairing by name is ambiguous"
+            raise DerainError.about(
+                path, f"same name as {out[path.stem].name}; pairing by name is ambiguous"
             )
         out[path.stem] = path
     return out
@@ -66,18 +66,20 @@ def scan_pairs(root: str | os.PathLike[str]) -> PairScan:
     """
     root = Path(root)
     if not root.is_dir():
-        raise DerainError(f"{root}: no such folder")
+        raise DerainError.about(root, "no such folder")
     for names in LAYOUTS:
         inputs_dir, targets_dir = root / names[0], root / names[1]
         if inputs_dir.is_dir() and targets_dir.is_dir():
             break
     else:
         expected = " or ".join(f"{a}/ + {b}/" for a, b in LAYOUTS)
-        raise DerainError(f"{root}: not a paired folder; expected subfolders {expected}")
+        raise DerainError.about(root, f"not a paired folder; expected subfolders {expected}")
     inputs, targets = _images_by_stem(inputs_dir), _images_by_stem(targets_dir)
     common = sorted(inputs.keys() & targets.keys(), key=_natural)
     if not common:
-        raise DerainError(f"{root}: no image in {names[0]}/ has a same-named target in {names[1]}/")
+        raise DerainError.about(
+            root, f"no image in {names[0]}/ has a same-named target in {names[1]}/"
+        )
     return PairScan(
         pairs=[(inputs[s], targets[s]) for s in common],
         unpaired_inputs=sorted(inputs[s].name for s in inputs.keys() - targets.keys()),

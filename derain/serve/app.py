@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from .._version import __version__
-from ..errors import DerainError, ImageError, first_line
+from ..errors import DerainError, ImageError, describe, first_line
 from .pool import ModelPool
 from .uploads import (
     ACCEPTED_FORMATS,
@@ -117,11 +117,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _problem_response(exc)
 
     async def bad_image(_: Request, exc: Exception) -> Response:
-        return _error(400, first_line(exc))
+        return _error(400, describe(exc))
 
     async def derain_error(_: Request, exc: Exception) -> Response:
-        log.error("request failed: %s", first_line(exc))
-        return _error(500, first_line(exc))
+        log.error("request failed: %s", describe(exc))
+        return _error(500, describe(exc))
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

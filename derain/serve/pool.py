@@ -305,9 +305,10 @@ def load_models(specs: Sequence[str], load: Callable[[str], Deraining]) -> list[
     for spec in specs:
         key = model_key(spec)
         if any(m.name == key for m in loaded):
-            raise DerainError(
-                f"{spec}: two models would both be called {key!r}; give the file another "
-                f"name (an ONNX export: derain export MODEL -o {key}-onnx.onnx --name {key}-onnx)"
+            raise DerainError.about(
+                spec,
+                f"two models would both be called {key!r}; give the file another "
+                f"name (an ONNX export: derain export MODEL -o {key}-onnx.onnx --name {key}-onnx)",
             )
         base = load(spec)
         engine = base.engine

@@ -147,7 +147,7 @@ def probe_image(data: bytes, name: str, max_pixels: int) -> Probe:
         TooLarge: more pixels than ``max_pixels`` (413).
     """
     if not data:
-        raise ImageError(f"{name}: empty body, no image data")
+        raise ImageError.about(name, "empty body, no image data")
     Image.init()
     formats = [f for f in ACCEPTED_FORMATS if f in Image.OPEN]  # WebP may be left out of a build
     try:
@@ -169,7 +169,7 @@ def probe_image(data: bytes, name: str, max_pixels: int) -> Probe:
             f"{name}: not an image in a supported format ({kinds}); judged from the bytes"
         ) from None
     except Exception as exc:  # a header that starts right and then breaks
-        raise ImageError(f"{name}: cannot read the image header ({first_line(exc)})") from None
+        raise ImageError.about(name, f"cannot read the image header ({first_line(exc)})") from None
     if width * height > max_pixels:
         raise TooLarge(
             f"{name}: {width}×{height} is {width * height} pixels, over this server's "

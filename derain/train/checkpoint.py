@@ -86,7 +86,7 @@ def load_checkpoint(
             meta = json.loads((f.metadata() or {})["derain.checkpoint"])
         tensors = load_file(str(path))
     except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"{path}: not a derain checkpoint ({exc})") from None
+        raise WeightsError.about(path, f"not a derain checkpoint ({exc})") from None
     for prefix, module in (("model.", model), ("ema.", ema)):
         if module is not None:
             part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -63,8 +63,8 @@ def _raise_problems(folder: Path, problems: list[str]) -> None:
         shown = problems[:MAX_REPORTED]
         more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
         lines = "\n  ".join(shown)
-        raise DataError(
-            f"{folder}: {len(problems)} problem(s) in the training data{more}:\n  {lines}"
+        raise DataError.about(
+            folder, f"{len(problems)} problem(s) in the training data{more}:\n  {lines}"
         )
 
 
@@ -190,7 +190,7 @@ class PairedCrops(_CropDataset):
                 problems.append(f"{rain_path.name}: rainy {a} and clean {b} differ in size")
         _raise_problems(root, problems)
         if not pairs:
-            raise DataError(f"{root}: no image pairs found")
+            raise DataError.about(root, "no image pairs found")
         return cls(pairs, crop, seed, zoom_out=zoom_out)
 
 
@@ -234,7 +234,7 @@ class SyntheticCrops(_CropDataset):
 def checked_images(root: Path) -> list[Path]:
     """The images under ``root``, each checked to decode, before training starts."""
     if not root.is_dir():
-        raise DataError(f"{root}: training data folder not found")
+        raise DataError.about(root, "training data folder not found")
     paths = sorted(iter_images(root, recursive=True))
     problems = []
     for path in paths:
@@ -244,7 +244,7 @@ def checked_images(root: Path) -> list[Path]:
             problems.append(f"{path.name}: unreadable ({first_line(exc)})")
     _raise_problems(root, problems)
     if not paths:
-        raise DataError(f"{root}: no images found")
+        raise DataError.about(root, "no images found")
     return paths
 
 
@@ -254,7 +254,7 @@ def build_dataset(
     """The dataset a :class:`~derain.train.recipes.TrainConfig` asks for."""
     root = Path(data)
     if not root.is_dir():
-        raise DataError(f"{data}: training data folder not found")
+        raise DataError.about(data, "training data folder not found")
     if synthetic:
         return SyntheticCrops.from_folder(root, crop, synthetic, seed, zoom_out)
     return PairedCrops.from_folder(root, crop, seed, zoom_out)

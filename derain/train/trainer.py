@@ -135,7 +135,7 @@ def _identity_init(model: DANet) -> None:
 def _load_init(model: DANet, source: str) -> None:
     donor, _ = resolve_model(source)
     if donor.cfg != model.cfg:
-        raise TrainingError(f"{source}: weights are for {donor.cfg}, not {model.cfg}")
+        raise TrainingError.about(source, f"weights are for {donor.cfg}, not {model.cfg}")
     model.load_state_dict(donor.state_dict())
 
 
@@ -249,7 +249,7 @@ def validate(
     if max_images:
         pairs = pairs[:max_images]
     if not pairs:
-        raise DataError(f"{folder}: no validation pairs found")
+        raise DataError.about(folder, "no validation pairs found")
     rows: list[list[np.ndarray]] = []
 
     def keep(scored: Scored) -> None:
@@ -544,7 +544,7 @@ def _resume(
     if resume:
         ckpt = Path(resume) if isinstance(resume, str) else run_dir / LAST
         if not ckpt.is_file():
-            raise TrainingError(f"{ckpt}: no checkpoint to resume from")
+            raise TrainingError.about(ckpt, "no checkpoint to resume from")
         start, extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, ema=ema)
         best = extra.get("best", best)
         planned = int(extra.get("total", UNPLANNED_STEPS))

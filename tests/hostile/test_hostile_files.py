@@ -319,6 +319,18 @@ def test_an_unreadable_file_whose_name_holds_a_newline_gets_its_whole_reason(
     assert single.stderr.strip() == errors[0]
 
 
+def test_an_output_whose_name_holds_a_newline_gets_its_whole_reason(model_dir: Path) -> None:
+    """Session 19: an output that is not there yet cannot be found on disk, so the name was
+    cut at its newline and the line said only ``derain: error: x``."""
+    make_image("in.png")
+    result = cli("in.png", "-o", "x\ny.bmpx", "--model", model_dir)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "derain: error: x\\ny.bmpx: cannot write the .bmpx format; use .png, .jpg, .webp or .tif"
+    )
+    assert not Path("x\ny.bmpx").exists()
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 300 KiB file system (tmpfs); needs the right to mount (root on Linux)."""
