@@ -77,14 +77,26 @@ class UnwritableFolder(OutputError):
     regular file in the way): every output below ``folder`` would fail alike.
 
     Attributes:
+        subject: the output that cannot be written.
         folder: the folder at fault.
         reason: why (``Permission denied``, ``Not a directory``).
+
+    >>> str(UnwritableFolder("out/a.png", "out", "Permission denied"))
+    'out/a.png: cannot write (Permission denied: out)'
     """
 
-    def __init__(self, message: str, folder: str, reason: str, subject: str | None = None) -> None:
-        super().__init__(message, subject=subject)
+    def __init__(
+        self, path: str | os.PathLike[str], folder: str | os.PathLike[str], reason: str
+    ) -> None:
+        path, folder = os.fspath(path), os.fspath(folder)
+        super().__init__(f"{path}: cannot write ({reason}: {folder})", subject=path)
+        self.path = path
         self.folder = folder
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[UnwritableFolder], tuple[str, str, str]]:
+        # Built from its parts, not from the message alone, so that it survives pickling.
+        return type(self), (self.path, self.folder, self.reason)
 
 
 class DerainWarning(UserWarning):

@@ -32,5 +32,10 @@ def test_the_subject_survives_pickling_as_between_ray_workers() -> None:
     err = pickle.loads(pickle.dumps(ImageError.about("a\nb.png", "file is empty")))
     assert isinstance(err, ImageError) and err.subject == "a\nb.png"
     assert describe(err) == "a\nb.png: file is empty"
-    folder = UnwritableFolder("x/a.png: cannot write", "x", "Permission denied", subject="x/a.png")
-    assert (folder.subject, folder.folder, folder.reason) == ("x/a.png", "x", "Permission denied")
+
+
+def test_an_unwritable_folder_names_the_output_and_the_folder_and_survives_pickling() -> None:
+    err = pickle.loads(pickle.dumps(UnwritableFolder("x/a.png", "x", "Permission denied")))
+    assert isinstance(err, UnwritableFolder)
+    assert (err.subject, err.folder, err.reason) == ("x/a.png", "x", "Permission denied")
+    assert describe(err) == "x/a.png: cannot write (Permission denied: x)"

@@ -272,9 +272,7 @@ def check_writable(path: str | os.PathLike[str]) -> None:
             else None
         )
         if problem is not None:
-            reason = os.strerror(problem)
-            message = f"{path}: cannot write ({reason}: {folder})"
-            raise UnwritableFolder(message, str(folder), reason, subject=str(path))
+            raise UnwritableFolder(path, folder, os.strerror(problem))
         return
 
 
