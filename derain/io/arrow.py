@@ -132,10 +132,14 @@ class ArrowFiles:
         return open_frames(self._read(path), self.name(path))
 
     def frame_count(self, path: Path) -> int:
-        """See :meth:`derain.io.files.Files.frame_count` (1 when the file cannot be read)."""
+        """See :meth:`derain.io.files.Files.frame_count` (1 when the file cannot be read).
+
+        The file is opened for random access, so only its headers travel, not the whole file.
+        """
         try:
-            return frame_count(self._read(path))
-        except ImageError:
+            with self.filesystem.open_input_file(_posix(path)) as stream:
+                return frame_count(stream)
+        except (OSError, ValueError):
             return 1
 
     def write_image(

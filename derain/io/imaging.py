@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 import torch
@@ -94,9 +94,10 @@ def open_frames(source: ImageSource, name: str | None = None) -> Image.Image | A
     return _read(source, name, all_frames=True)
 
 
-def frame_count(source: str | os.PathLike[str] | bytes) -> int:
+def frame_count(source: str | os.PathLike[str] | bytes | IO[bytes]) -> int:
     """How many frames an image file holds, read from its header (1 when it cannot tell:
-    a still image, or a file that does not open)."""
+    a still image, or a file that does not open). An open binary file that can seek is read
+    only as far as the format needs (a PNG's or TIFF's headers, not its pixels)."""
     opened = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():

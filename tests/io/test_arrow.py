@@ -158,6 +158,66 @@ def test_outputs_made_by_another_model_are_redone(
     assert any("made by another model" in note for note in report.notes)
 
 
+class _CountingHandler(pafs.FSSpecHandler):
+    """fsspec's handler that counts the bytes read from every file it opens, for streaming
+    and for random access alike."""
+
+    def __init__(self, fs: Any) -> None:
+        super().__init__(fs)
+        self.bytes_read = 0
+
+    def open_input_stream(self, path: str) -> Any:
+        return self.open_input_file(path)
+
+    def open_input_file(self, path: str) -> Any:
+        import pyarrow
+
+        if not self.fs.isfile(path):
+            raise FileNotFoundError(path)
+        handler, inner = self, self.fs.open(path, mode="rb")
+
+        class Counted(io.RawIOBase):
+            def readable(self) -> bool:
+                return True
+
+            def seekable(self) -> bool:
+                return True
+
+            def seek(self, offset: int, whence: int = 0) -> int:
+                return int(inner.seek(offset, whence))
+
+            def tell(self) -> int:
+                return int(inner.tell())
+
+            def read(self, size: int | None = -1) -> bytes:
+                data = bytes(inner.read(-1 if size is None else size))
+                handler.bytes_read += len(data)
+                return data
+
+        return pyarrow.PythonFile(Counted(), mode="r")
+
+
+def test_frame_count_on_a_store_reads_the_headers_not_the_whole_file(
+    memory: tuple[Any, str],
+) -> None:
+    """A rerun asks every PNG on the store how many frames it holds: only its headers travel."""
+    _, root = memory
+    handler = _CountingHandler(fsspec.filesystem("memory"))
+    fs = pafs.PyFileSystem(handler)
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (256, 256, 3), np.uint8)) for _ in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="PNG", save_all=True, append_images=frames[1:])
+    data = buf.getvalue()
+    _put(fs, f"{root}/a.png", data)
+    _put(fs, f"{root}/broken.png", data[:40])
+    files = ArrowFiles(fs)
+    assert files.frame_count(Path(f"{root}/a.png")) == 3
+    assert handler.bytes_read < len(data) // 10
+    assert files.frame_count(Path(f"{root}/broken.png")) == 1
+    assert files.frame_count(Path(f"{root}/missing.png")) == 1
+
+
 def test_local_input_to_store_output(
     tmp_path: Path, model_dir: Path, memory: tuple[Any, str], one_thread: None
 ) -> None:
