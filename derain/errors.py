@@ -90,13 +90,12 @@ class UnwritableFolder(OutputError):
     ) -> None:
         path, folder = os.fspath(path), os.fspath(folder)
         super().__init__(f"{path}: cannot write ({reason}: {folder})", subject=path)
-        self.path = path
         self.folder = folder
         self.reason = reason
 
-    def __reduce__(self) -> tuple[type[UnwritableFolder], tuple[str, str, str]]:
+    def __reduce__(self) -> tuple[type[UnwritableFolder], tuple[str | None, str, str]]:
         # Built from its parts, not from the message alone, so that it survives pickling.
-        return type(self), (self.path, self.folder, self.reason)
+        return type(self), (self.subject, self.folder, self.reason)
 
 
 class DerainWarning(UserWarning):
